@@ -1,0 +1,1 @@
+"""Thin adapters that fit `rabc` into existing trainers (LeRobot, openpi, plain PyTorch)."""
