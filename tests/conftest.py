@@ -1,0 +1,33 @@
+"""Shared test helpers: paths to ../shared and small progress tables built by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FIXTURES = SHARED / "fixtures" / "lerobot_sarm_v0.6.1"
+
+
+def progress_table(episodes, head: str = "sparse", start_index: int = 0) -> pa.Table:
+    """A progress table in LeRobot's schema: one list of progress values per episode, in order."""
+    lengths = [len(e) for e in episodes]
+    index = np.arange(start_index, start_index + sum(lengths), dtype=np.int64)
+    episode = np.repeat(np.arange(len(episodes), dtype=np.int64), lengths)
+    frame = np.concatenate([np.arange(n, dtype=np.int64) for n in lengths])
+    values = np.concatenate([np.asarray(e, dtype=np.float32) for e in episodes])
+    return pa.table(
+        {"index": index, "episode_index": episode, "frame_index": frame, f"progress_{head}": values}
+    )
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.fail(
+            f"LeRobot fixtures not found at {FIXTURES}: the tests need ../shared beside the repository"
+        )
+    return FIXTURES
