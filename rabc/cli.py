@@ -1,0 +1,186 @@
+"""`rabc` command line: weights and diagnostics from a progress file.
+
+rabc weights sarm_progress.parquet --chunk-size 50 --kappa auto -o rabc_weights.parquet
+rabc diagnose sarm_progress.parquet --chunk-size 50 --plot rabc_diagnostics.png
+rabc demo --out rabc_demo        # both, on a small progress file shipped with the package
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rabc.diagnostics import diagnose
+from rabc.progress_io import read_progress
+from rabc.weights import DEFAULT_TARGET_MEAN_WEIGHT, STATS, RABCWeights, kappa_for_mean_weight
+
+EXAMPLE_PROGRESS = "data/example_progress.parquet"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
+        print(f"rabc {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _weights(args) -> int:
+    w = _build(args)
+    out = w.save(args.output)
+    report = diagnose(w, target_mean_weight=args.target_mean_weight)
+    print(report)
+    print(f"\nwrote {out} ({len(w):,} frames, kappa {w.kappa:.4g}, mean weight {w.mean_weight:.3f})")
+    return 0
+
+
+def _diagnose(args) -> int:
+    w = _build(args)
+    report = diagnose(w, target_mean_weight=args.target_mean_weight, plot=args.plot, top_episodes=args.top)
+    print(report)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "metrics": report.metrics,
+                    "verdict": report.verdict,
+                    "kappa_suggestions": report.kappa_suggestions,
+                },
+                indent=2,
+            )
+        )
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _demo(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    example = resources.files("rabc").joinpath(EXAMPLE_PROGRESS)
+    with resources.as_file(example) as path:
+        print(f"progress file: {path} (synthetic, 24 episodes; see examples/make_example_progress.py)\n")
+        before = RABCWeights.from_progress(path, chunk_size=args.chunk_size, kappa=0.01)
+        print(diagnose(before, plot=out / "diagnostics_kappa_0.01.png"))
+        after = RABCWeights.from_progress(path, chunk_size=args.chunk_size, kappa="auto")
+        report = diagnose(after, plot=out / "diagnostics_kappa_auto.png")
+        print(f"\n--- with kappa auto ---\n{report}")
+        after.save(out / "rabc_weights.parquet")
+    print(
+        f"\nLeRobot's default kappa 0.01 gives mean weight {before.mean_weight:.3f} "
+        f"({diagnose(before).verdict}); "
+        f"kappa auto = {after.kappa:.4g} gives {after.mean_weight:.3f} ({report.verdict})."
+    )
+    print(f"wrote {out / 'rabc_weights.parquet'} and the plots {out}/diagnostics_kappa_*.png")
+    return 0
+
+
+def _build(args) -> RABCWeights:
+    source = Path(args.progress)
+    if _is_weights_file(source):
+        w = RABCWeights.load(source)
+        if args.kappa == "auto":
+            return w.with_kappa(kappa_for_mean_weight(w, args.target_mean_weight))
+        return w if args.kappa is None else w.with_kappa(float(args.kappa))
+    if args.chunk_size is None:
+        raise ValueError("--chunk-size is required with a progress file: the policy's action chunk length")
+    table = read_progress(source, heads=[args.head], sort=args.sort, progress_bar=True)
+    return RABCWeights.from_progress(
+        table,
+        args.chunk_size,
+        kappa=0.01 if args.kappa is None else _kappa(args.kappa),
+        head=args.head,
+        stats=args.stats,
+        fallback_weight=None if args.fallback_weight == "none" else float(args.fallback_weight),
+        target_mean_weight=args.target_mean_weight,
+    )
+
+
+def _kappa(value: str) -> float | str:
+    return value if value == "auto" else float(value)
+
+
+def _is_weights_file(path: Path) -> bool:
+    try:
+        return b"rabc" in (pq.read_schema(path).metadata or {})
+    except (OSError, pa.ArrowInvalid):  # missing or unreadable: the progress reader gives the precise error
+        return False
+
+
+def _kappa_arg(text: str) -> str:
+    if text != "auto":
+        try:
+            float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"kappa should be a number or 'auto', got {text!r}") from None
+    return text
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rabc", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "progress", help="progress parquet (LeRobot's sarm_progress.parquet schema) or a weights file"
+        )
+        p.add_argument(
+            "--chunk-size", type=int, help="delta in frames: the policy's action chunk (e.g. 50 for pi0)"
+        )
+        p.add_argument(
+            "--kappa",
+            type=_kappa_arg,
+            default=None,
+            help="Eq. 9 threshold (default 0.01, LeRobot's), or 'auto' to reach --target-mean-weight",
+        )
+        p.add_argument(
+            "--target-mean-weight",
+            type=float,
+            default=DEFAULT_TARGET_MEAN_WEIGHT,
+            help=f"mean weight that kappa 'auto' aims at (default {DEFAULT_TARGET_MEAN_WEIGHT})",
+        )
+        p.add_argument("--head", choices=["sparse", "dense"], default="sparse", help="progress column to use")
+        p.add_argument(
+            "--stats",
+            choices=STATS,
+            default="global",
+            help="'global' = LeRobot's delta statistics; 'interior' drops end-of-episode clamped deltas",
+        )
+        p.add_argument(
+            "--fallback-weight",
+            default="1.0",
+            help="weight of frames with unknown progress (default 1.0 like LeRobot; 'none' = error)",
+        )
+        p.add_argument(
+            "--sort", action="store_true", help="sort rows by index instead of rejecting unsorted files"
+        )
+
+    p = sub.add_parser("weights", help="compute per-frame RA-BC weights and write a weights parquet")
+    common(p)
+    p.add_argument("-o", "--output", required=True, help="output weights parquet")
+    p.set_defaults(run=_weights)
+
+    p = sub.add_parser("diagnose", help="delta statistics, weight fractions, a verdict and kappa suggestions")
+    common(p)
+    p.add_argument("--plot", help="write a PNG: delta histogram with kappa lines, weight histogram")
+    p.add_argument("--json", help="write the metrics as JSON")
+    p.add_argument("--top", type=int, default=5, help="how many episodes with the most zero weights to list")
+    p.set_defaults(run=_diagnose)
+
+    p = sub.add_parser("demo", help="diagnose + weights on a small progress file shipped with the package")
+    p.add_argument("--out", default="rabc_demo", help="output directory (default: rabc_demo)")
+    p.add_argument("--chunk-size", type=int, default=30, help="action chunk in frames (default 30)")
+    p.set_defaults(run=_demo)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
