@@ -58,8 +58,12 @@ def progress_deltas(table: ProgressTable, head: str, chunk_size: int) -> tuple[n
     future = table.index + chunk_size
     clamped = future > last_index
     np.minimum(future, last_index, out=future)
-    row = np.searchsorted(table.index, future)  # `future` is sorted, so this is cache-friendly
-    found = table.index[np.minimum(row, len(table.index) - 1)] == future
+    if table.index[-1] - table.index[0] == len(table.index) - 1:  # no gaps: rows are index offsets
+        row = future - table.index[0]
+        found = np.ones(len(row), bool)
+    else:
+        row = np.searchsorted(table.index, future)  # `future` is sorted, so this is cache-friendly
+        found = table.index[np.minimum(row, len(table.index) - 1)] == future
     deltas = np.full(len(table.index), np.nan)
     deltas[found] = progress[row[found]].astype(np.float64) - progress[found]
     return deltas, clamped
@@ -110,9 +114,15 @@ def kappa_for_mean_weight(weights: RABCWeights, target: float) -> float:
     if not np.isscalar(mean):
         mean, std = mean[valid], std[valid]
     d = d[valid]
-    soft = eq9_weights(d, mean, std, np.inf, weights.epsilon, weights.fallback_weight)  # soft band for d >= 0
-    order = np.argsort(d, kind="stable")
-    d, soft = d[order], soft[order]
+    if np.isscalar(mean):  # the soft weight is a function of delta alone: sort deltas, then weigh them
+        d = np.sort(d)
+        soft = eq9_weights(
+            d, mean, std, np.inf, weights.epsilon, weights.fallback_weight
+        )  # soft band, d >= 0
+    else:  # per-group statistics: carry each row's soft weight along
+        soft = eq9_weights(d, mean, std, np.inf, weights.epsilon, weights.fallback_weight)
+        order = np.argsort(d, kind="stable")
+        d, soft = d[order], soft[order]
     prefix = np.concatenate([[0.0], np.cumsum(soft, dtype=np.float64)])
     first_nonneg = np.searchsorted(d, 0.0, side="left")
     candidates = np.concatenate([[np.float32(0.0)], d[first_nonneg:]])
