@@ -1,0 +1,417 @@
+"""`RABCWeightedSampler`: weighted random sampling of dataset positions, from 10 to 10^9 frames.
+
+    sampler = RABCWeightedSampler(weights, seed=0)  # one weight per dataset position, or aligned RABCWeights
+    loader = DataLoader(dataset, batch_size=64, sampler=sampler)
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        for batch in loader: ...
+
+Unlike `torch.utils.data.WeightedRandomSampler` (one `torch.multinomial` call, limited to 2^24
+categories, every index drawn before the first is yielded) it keeps one float64 cumulative sum of the
+weights (8 bytes per frame) and draws in chunks, each a pure function of `(seed, epoch, chunk)`, so
+any position of the stream can be regenerated: this gives laziness, exact mid-epoch resume and
+rank sharding without communication.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+__all__ = ["RABCWeightedSampler"]
+
+_BLOCK = 1 << 16  # frames per block when validating weights / building the CDF / thinning
+_WINDOW_FACTOR = 8  # coarse CDF points per chunk ~ chunk_size / _WINDOW_FACTOR (measured best)
+_PLAIN_SEARCH_MAX = 1 << 21  # up to here the CDF is cache-sized: plain np.searchsorted is faster
+_PIECE = 1 << 16  # indices turned into Python ints at a time
+_THINNING_STREAM = (1 << 64) - 1  # SeedSequence word of the no-duplicates mode (no chunk reaches it)
+_STATE_VERSION = 1
+_STREAM_KEYS = ("num_frames", "num_samples", "replacement", "num_replicas", "rank", "drop_last", "chunk_size")
+
+
+class _AlignedWeights(Protocol):
+    weights: np.ndarray  # float32 (N,)
+    index: np.ndarray  # int64 (N,) global frame index of each row, strictly increasing
+
+
+class RABCWeightedSampler(Sampler[int]):
+    r"""Yields dataset positions in `[0, N)` with probability proportional to `weights`.
+
+    Args:
+        weights: N non-negative finite weights (numpy array, `np.memmap`, torch tensor or sequence),
+            or an object with `.weights` and `.index` (e.g. `RABCWeights`) whose index is exactly
+            `0..N-1`. Numpy arrays and CPU float32/64 tensors are not copied (a Python sequence
+            becomes a float64 array, a float16 tensor a float32 one).
+        num_samples: draws per epoch over all ranks (`replacement=True` only); default N.
+        replacement: `True` draws i.i.d. with replacement. `False` is the no-duplicates mode: each
+            epoch frame i is kept with probability `w_i / max(w)` (so inclusion is proportional to
+            the weight and full-weight frames are always kept), the kept frames are shuffled, and
+            each appears at most once; the epoch length is the number kept (about `sum(w) / max(w)`).
+        seed: non-negative int; the order is a pure function of `(seed, epoch)`. The global torch,
+            numpy and Python RNGs are never read or advanced.
+        num_replicas, rank: shard for plain DDP (see below). Default: not sharded.
+        drop_last: under sharding, `L = num_samples // num_replicas` draws per rank instead of
+            `ceil(num_samples / num_replicas)`.
+        chunk_size: draws generated per vectorised step; chunk c of an epoch comes from
+            `np.random.default_rng([seed, epoch, c])`, so it is part of the stream's definition (a
+            state saved with one chunk size cannot be resumed with another). The default 2^20 is
+            the measured best: denser sorted keys mean fewer cache misses in the CDF (a chunk takes
+            0.1-0.2 s at N = 10^7-10^8, under 1 s at 1.5 x 10^9, and ~40 MB of temporary arrays;
+            see docs/benchmarks/sampler.md).
+
+    Who shards:
+        * accelerate / LeRobot / any trainer that splits batches itself: leave `num_replicas=None`.
+          Every process then yields the same full stream (same seed) and the trainer gives each
+          rank its share of every batch.
+        * plain `torch.distributed` DDP with a `DataLoader` per rank: pass `num_replicas` and
+          `rank` (or use `from_distributed`). Rank r yields the contiguous slice
+          `[r * L, (r + 1) * L)` of one global stream of length `L * num_replicas`, generating only
+          its own chunks; the slices are disjoint and their concatenation is exactly the stream of
+          an unsharded sampler with `num_samples = L * num_replicas`. In the no-duplicates mode
+          each rank gets `K // num_replicas` consecutive kept frames and the remainder (fewer than
+          `num_replicas` frames) is dropped.
+
+    Sampling with replacement: `u = U * total`, `position = searchsorted(cdf, u, side="right")`, so
+    zero-weight frames are never drawn (nor are weights below ~1e-16 of the total, lost to float64
+    rounding). Each chunk draws sorted uniforms (normalised cumulative sums of exponentials),
+    searches them with a windowed vectorised binary search (cache friendly), then shuffles the
+    chunk: an i.i.d. sequence is exchangeable, so the distribution is exact.
+
+    Memory: the CDF (8 bytes per frame, `replacement=True`) or the epoch's kept positions (at most
+    8 bytes per frame, `replacement=False`), plus the caller's weights (kept by reference only in
+    the no-duplicates mode). `nbytes` reports the sampler's own arrays.
+
+    Resume: `state_dict()["position"]` counts the indices this rank has handed out in the current
+    epoch. A `DataLoader` prefetches, so that is a little ahead of the samples trained on; if you
+    know the consumed count (e.g. `step * batch_size` on this rank) put it in `position` before
+    `load_state_dict`. After loading, the next `__iter__` resumes there (also after `set_epoch` with
+    the same epoch); later epochs start at 0. `len(sampler)` is always the full epoch length.
+    """
+
+    def __init__(
+        self,
+        weights: np.ndarray | torch.Tensor | Sequence[float] | _AlignedWeights,
+        num_samples: int | None = None,
+        replacement: bool = True,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+        chunk_size: int = 1 << 20,
+    ) -> None:
+        for name, flag in (("replacement", replacement), ("drop_last", drop_last)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} should be a boolean value, but got {name}={flag!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise TypeError(f"seed should be an integer, but got seed={seed!r} ({type(seed).__name__})")
+        if seed < 0:
+            raise ValueError(f"seed should be a non-negative integer, but got seed={seed}")
+        for name, value in (
+            ("num_samples", num_samples),
+            ("chunk_size", chunk_size),
+            ("num_replicas", num_replicas),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0
+            ):
+                raise ValueError(f"{name} should be a positive integer value, but got {name}={value!r}")
+        if num_samples is not None and not replacement:
+            raise ValueError(
+                f"num_samples must be None when replacement=False (got num_samples={num_samples}): the "
+                "no-duplicates mode yields every kept frame once, so its epoch length is the number kept "
+                "(about sum(w) / max(w)); use replacement=True to draw a fixed number of samples"
+            )
+        if (num_replicas is None) != (rank is None):
+            given, other = ("rank", "num_replicas") if num_replicas is None else ("num_replicas", "rank")
+            raise ValueError(
+                f"{given}={rank if num_replicas is None else num_replicas} was given without {other}; pass "
+                "both num_replicas=world_size and rank (or neither, to yield the full stream on every rank)"
+            )
+        num_replicas, rank = (1, 0) if num_replicas is None else (num_replicas, rank)
+        if isinstance(rank, bool) or not isinstance(rank, int | np.integer) or not 0 <= rank < num_replicas:
+            raise ValueError(f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]")
+
+        w = _as_weight_array(weights)
+        self.num_frames = int(w.shape[0])
+        self.replacement = replacement
+        self.seed = int(seed)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.drop_last = drop_last
+        self.chunk_size = int(chunk_size)
+        self.epoch = 0
+        if replacement:
+            self._cdf, self._weights = np.empty(self.num_frames, np.float64), None
+            total, _ = _scan_weights(w, self._cdf)
+            # first position whose CDF reaches the total = last frame with (effective) positive weight
+            self._last_positive = int(np.searchsorted(self._cdf, total, side="left"))
+            window = 1 << max(1, self.num_frames * _WINDOW_FACTOR // self.chunk_size).bit_length()
+            window = min(window, 1 << (self.num_frames.bit_length() - 1))  # power of two <= N
+            self._window = 1 if self.num_frames <= _PLAIN_SEARCH_MAX else window
+            self.num_samples = self.num_frames if num_samples is None else int(num_samples)
+            per_rank, rest = divmod(self.num_samples, self.num_replicas)
+            self._per_rank = per_rank if (drop_last or rest == 0) else per_rank + 1
+            if self._per_rank == 0:
+                raise ValueError(
+                    f"num_samples={self.num_samples} with drop_last=True leaves no sample for each of "
+                    f"{self.num_replicas} replicas; use drop_last=False or a larger num_samples"
+                )
+        else:
+            total, self._max_weight = _scan_weights(w)
+            self._cdf, self._weights = None, w  # by reference: thinning reads it once per epoch
+            self.num_samples = None
+        self._total = float(total)
+        self._kept: np.ndarray | None = None
+        self._kept_key: tuple[int, int] | None = None
+        self._resume = False  # True after load_state_dict until the next __iter__
+        self._cursor_end, self._cursor_it = 0, iter(())
+
+    @classmethod
+    def from_distributed(cls, weights, **kwargs: Any) -> RABCWeightedSampler:
+        """Shard by `torch.distributed`'s world size and rank if it is initialised, else do not shard."""
+        if "num_replicas" in kwargs or "rank" in kwargs:
+            raise TypeError(
+                "from_distributed() reads num_replicas and rank from torch.distributed; to set them "
+                "by hand call RABCWeightedSampler(weights, num_replicas=..., rank=...) instead"
+            )
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            kwargs.update(num_replicas=dist.get_world_size(), rank=dist.get_rank())
+        return cls(weights, **kwargs)
+
+    def __len__(self) -> int:
+        if self.replacement:
+            return self._per_rank
+        return len(self._kept_frames()) // self.num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        start = self._position() if self._resume else 0
+        self._resume = False
+        self._cursor_end, self._cursor_it = start, iter(())
+        if self.replacement:
+            return self._iter_draws(self.epoch, start)
+        return self._iter_kept(self._kept_frames(), start)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's order; a pending resume survives only if `epoch` is the saved one."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
+            raise ValueError(f"epoch should be a non-negative integer, but got epoch={epoch!r}")
+        if int(epoch) != self.epoch:
+            self.epoch = int(epoch)
+            self._resume = False
+            self._cursor_end, self._cursor_it = 0, iter(())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Seed, epoch and this rank's position in the epoch, plus what identifies the stream."""
+        state = {
+            "version": _STATE_VERSION,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "position": self._position(),
+        }
+        return {**state, **{key: getattr(self, key) for key in _STREAM_KEYS}, "weights_sum": self._total}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Adopt `seed`, `epoch` and `position`; the next `__iter__` continues from there."""
+        missing = sorted(set(self.state_dict()) - set(state))
+        if missing:
+            raise ValueError(
+                f"sampler state is missing {missing}; pass a dict from RABCWeightedSampler.state_dict()"
+            )
+        if state["version"] != _STATE_VERSION:
+            raise ValueError(
+                f"sampler state version {state['version']} is not supported (expected {_STATE_VERSION})"
+            )
+        mine = self.state_dict()
+        for key in (*_STREAM_KEYS, "weights_sum"):
+            if state[key] != mine[key]:
+                raise ValueError(
+                    f"sampler state has {key}={state[key]!r} but this sampler has {key}={mine[key]!r}; "
+                    "build the sampler with the same weights and arguments as the run that saved it"
+                )
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+        position = state["position"]
+        if not isinstance(position, int | np.integer) or position < 0:
+            raise ValueError(f"position should be a non-negative integer, but got position={position!r}")
+        if self.replacement and position > self._per_rank:
+            raise ValueError(f"position={position} is past the end of the epoch ({self._per_rank} per rank)")
+        self._cursor_end, self._cursor_it = int(position), iter(())
+        self._resume = True
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the sampler's own arrays (the CDF or the kept list; not the caller's weights)."""
+        return sum(a.nbytes for a in (self._cdf, self._kept) if a is not None)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _position(self) -> int:
+        return self._cursor_end - operator.length_hint(self._cursor_it)
+
+    def _iter_draws(self, epoch: int, start: int) -> Iterator[int]:
+        size = self.chunk_size
+        begin, end = self.rank * self._per_rank + start, (self.rank + 1) * self._per_rank  # global stream
+        while begin < end:
+            chunk, offset = divmod(begin, size)
+            draws = self._draw_chunk(epoch, chunk)[offset : min(size, end - chunk * size)]
+            yield from self._yield_ints(draws)
+            begin = (chunk + 1) * size
+
+    def _yield_ints(self, positions: np.ndarray) -> Iterator[int]:
+        """Yield Python ints piece by piece; the cursor (list iterator) makes `position` exact."""
+        for lo in range(0, positions.shape[0], _PIECE):
+            items = positions[lo : lo + _PIECE].tolist()
+            self._cursor_end, self._cursor_it = self._cursor_end + len(items), iter(items)
+            yield from self._cursor_it
+
+    def _draw_chunk(self, epoch: int, chunk: int) -> np.ndarray:
+        """Draws `chunk * chunk_size ...` of the epoch's global stream: int64 (chunk_size,)."""
+        rng = np.random.default_rng([self.seed, epoch, chunk])
+        keys = rng.standard_exponential(self.chunk_size + 1)
+        np.cumsum(keys, out=keys)
+        keys, norm = keys[:-1], keys[-1]
+        keys *= self._total / norm  # sorted uniforms on [0, total)
+        positions = _search_sorted_keys(self._cdf, keys, self._window)
+        np.minimum(positions, self._last_positive, out=positions)  # u == total after rounding
+        rng.shuffle(positions)
+        return positions
+
+    def _iter_kept(self, kept: np.ndarray, start: int) -> Iterator[int]:
+        per_rank = len(kept) // self.num_replicas
+        yield from self._yield_ints(kept[self.rank * per_rank + start : (self.rank + 1) * per_rank])
+
+    def _kept_frames(self) -> np.ndarray:
+        """This epoch's shuffled kept positions (no-duplicates mode), built once per (seed, epoch)."""
+        key = (self.seed, self.epoch)
+        if self._kept_key != key:
+            self._kept = None  # free the previous epoch's list first
+            self._kept = _thin_and_shuffle(self._weights, self._max_weight, self.seed, self.epoch)
+            self._kept_key = key
+        return self._kept
+
+
+def _as_weight_array(weights) -> np.ndarray:
+    """The caller's weights as a 1-D numpy array, without copying a numpy or CPU float tensor."""
+    if hasattr(weights, "weights") and hasattr(weights, "index"):
+        index, owner = np.asarray(weights.index), type(weights).__name__
+        weights = np.asarray(weights.weights)
+        n = weights.shape[0] if weights.ndim else 0
+        if index.shape != (n,) or (n > 0 and (index[0] != 0 or index[-1] != n - 1)):
+            span = f"{index[0]}..{index[-1]}" if index.size else "empty"
+            raise ValueError(
+                f"{owner}.index is not 0..{n - 1} (it has {index.size} rows, {span}), but the sampler yields "
+                f"dataset positions 0..N-1; pass weights aligned with your dataset instead, e.g. "
+                f"RABCWeightedSampler(w.for_indices(dataset_global_indices))"
+            )
+    elif isinstance(weights, torch.Tensor):
+        weights = weights.detach().cpu()
+        if weights.dtype in (torch.float16, torch.bfloat16):
+            weights = weights.float()
+        weights = weights.numpy()
+    elif not isinstance(weights, np.ndarray):
+        try:
+            weights = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"weights should be a 1-D array or sequence of non-negative floats, but got "
+                f"{type(weights).__name__} ({err})"
+            ) from None
+    if weights.dtype.kind not in "biuf":
+        raise TypeError(f"weights should have a real (float or integer) dtype, but got dtype={weights.dtype}")
+    if weights.ndim != 1:
+        raise ValueError(
+            f"weights should be a 1-D array with one weight per dataset position, but got shape "
+            f"{weights.shape}; flatten it or select one weight per frame"
+        )
+    if weights.shape[0] == 0:
+        raise ValueError("weights is empty; the sampler needs one weight per dataset position")
+    return weights
+
+
+def _check_block(block: np.ndarray, start: int, bad: list[int]) -> float:
+    """Count negative / NaN / inf weights into `bad` = [neg, nan, inf, first position]; return the max."""
+    low, high = block.min(), block.max()
+    if not (low >= 0 and np.isfinite(high)):  # slow path only for bad blocks; NaN fails `low >= 0`
+        flags = (block < 0, np.isnan(block), np.isinf(block))
+        for k, flag in enumerate(flags):
+            bad[k] += int(np.count_nonzero(flag))
+        if bad[3] < 0:
+            bad[3] = start + int(np.flatnonzero(flags[0] | flags[1] | flags[2])[0])
+    return float(high)
+
+
+def _scan_weights(weights: np.ndarray, cdf: np.ndarray | None = None) -> tuple[float, float]:
+    """Validate block by block and return (float64 sum, max); if given, fill `cdf` with the running
+    sum, equal to `np.cumsum(weights, dtype=np.float64)` without an N-sized temporary."""
+    bad, total, high = [0, 0, 0, -1], 0.0, 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, with counts and positions
+        for lo in range(0, weights.shape[0], _BLOCK):
+            block = weights[lo : lo + _BLOCK]
+            high = max(high, _check_block(block, lo, bad))
+            if cdf is None:
+                total += float(block.sum(dtype=np.float64))
+                continue
+            out = cdf[lo : lo + _BLOCK]
+            out[...] = block
+            out[0] += total
+            np.cumsum(out, out=out)
+            total = float(out[-1])
+    if bad[3] >= 0:
+        raise ValueError(
+            f"weights should be finite and non-negative, but {bad[0]} are negative, {bad[1]} NaN and "
+            f"{bad[2]} infinite (first at position {bad[3]}: {weights[bad[3]]}); fix them upstream, e.g. "
+            f"RABCWeights gives unknown progress an explicit fallback weight"
+        )
+    if not np.isfinite(total):
+        raise ValueError(f"the weights' sum overflows float64 ({total}); rescale the weights")
+    if total <= 0:
+        raise ValueError(
+            f"all {weights.shape[0]} weights are zero, so there is nothing to sample; check how they were "
+            "computed (e.g. a kappa above every progress delta) or use uniform weights"
+        )
+    return total, high
+
+
+def _search_sorted_keys(cdf: np.ndarray, keys: np.ndarray, window: int) -> np.ndarray:
+    """`np.searchsorted(cdf, keys, side="right")` for sorted keys, except that N comes out as N - 1.
+
+    A coarse search over every `window`-th CDF value (window a power of two) finds each key's
+    window; a branchless binary search, vectorised over the keys level by level, finishes inside it.
+    Each level is one gather of monotone addresses, so the memory latency of the N-sized CDF is
+    overlapped across keys instead of paid ~log2(N) times in series per key.
+    """
+    n = cdf.shape[0]
+    pos = np.searchsorted(cdf[window - 1 :: window], keys, side="right")
+    pos *= window
+    np.minimum(pos, n - window, out=pos)  # the last (partial) window ends at N - 1
+    pos -= 1  # invariant: cdf[pos] <= key (pos = -1 stands for -inf)
+    probe, hit = np.empty_like(pos), np.empty(keys.shape, np.bool_)
+    step = window >> 1
+    while step:
+        np.add(pos, step, out=probe)
+        np.less_equal(cdf.take(probe), keys, out=hit)
+        pos += hit * step
+        step >>= 1
+    pos += 1
+    return pos
+
+
+def _thin_and_shuffle(weights: np.ndarray, max_weight: float, seed: int, epoch: int) -> np.ndarray:
+    """Keep frame i with probability w_i / max(w), then shuffle: int64 positions, each at most once."""
+    rng = np.random.default_rng([seed, epoch, _THINNING_STREAM])
+    kept, count = np.empty(weights.shape[0], np.int64), 0  # untouched pages cost no memory
+    for lo in range(0, weights.shape[0], _BLOCK):
+        block = weights[lo : lo + _BLOCK]
+        coins = rng.random(block.shape[0])
+        coins *= max_weight  # u * max < w  <=>  u < w / max, and it always holds for w == max
+        hits = np.flatnonzero(coins < block)
+        hits += lo
+        kept[count : count + hits.shape[0]] = hits
+        count += hits.shape[0]
+    kept.resize(count, refcheck=False)  # shrink in place (realloc), no second copy
+    rng.shuffle(kept)
+    return kept
