@@ -12,7 +12,7 @@ from rabc.diagnostics import Diagnosis, diagnose
 from rabc.loss import RABCLoss, rabc_weighted_loss
 from rabc.progress_io import ProgressTable, read_progress, write_progress
 from rabc.sampler import RABCWeightedSampler
-from rabc.weights import RABCWeights, kappa_for_mean_weight
+from rabc.weights import RABCWeights
 
 __all__ = [
     "Diagnosis",
@@ -21,7 +21,6 @@ __all__ = [
     "RABCWeightedSampler",
     "RABCWeights",
     "diagnose",
-    "kappa_for_mean_weight",
     "rabc_weighted_loss",
     "read_progress",
     "write_progress",

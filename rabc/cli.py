@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from rabc.diagnostics import diagnose
 from rabc.progress_io import read_progress
-from rabc.weights import DEFAULT_TARGET_MEAN_WEIGHT, STATS, RABCWeights, kappa_for_mean_weight
+from rabc.weights import DEFAULT_TARGET_MEAN_WEIGHT, STATS, RABCWeights
 
 EXAMPLE_PROGRESS = "data/example_progress.parquet"
 
@@ -86,7 +86,7 @@ def _build(args) -> RABCWeights:
     if _is_weights_file(source):
         w = RABCWeights.load(source)
         if args.kappa == "auto":
-            return w.with_kappa(kappa_for_mean_weight(w, args.target_mean_weight))
+            return w.with_kappa(w.kappa_for_mean_weight(args.target_mean_weight))
         return w if args.kappa is None else w.with_kappa(float(args.kappa))
     if args.chunk_size is None:
         raise ValueError("--chunk-size is required with a progress file: the policy's action chunk length")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rabc.weights import DEFAULT_TARGET_MEAN_WEIGHT, RABCWeights, kappa_for_mean_weight
+from rabc.weights import DEFAULT_TARGET_MEAN_WEIGHT, RABCWeights
 
 __all__ = ["Diagnosis", "diagnose"]
 
@@ -102,7 +102,7 @@ def diagnose(
             source, chunk_size, head=head, target_mean_weight=target_mean_weight, **weight_options
         )
     if kappa == "auto" and isinstance(source, RABCWeights):
-        w = w.with_kappa(kappa_for_mean_weight(w, target_mean_weight))
+        w = w.with_kappa(w.kappa_for_mean_weight(target_mean_weight))
     elif kappa is not None and kappa != "auto":
         w = w.with_kappa(kappa)
 
@@ -111,7 +111,7 @@ def diagnose(
         "mean": w.delta_mean,
         "mean + std": w.delta_mean + w.delta_std,
         "mean + 2 std": w.delta_mean + 2 * w.delta_std,
-        f"target mean weight {target_mean_weight:g}": kappa_for_mean_weight(w, target_mean_weight),
+        f"target mean weight {target_mean_weight:g}": w.kappa_for_mean_weight(target_mean_weight),
     }
     kappa_suggestions = {name: (k, w.with_kappa(k).mean_weight) for name, k in suggestions.items()}
     verdict, advice = _verdict(metrics, suggestions["mean + std"])

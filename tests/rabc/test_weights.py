@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from rabc.formulas import progress_deltas
 from rabc.progress_io import read_progress
-from rabc.weights import RABCWeights, kappa_for_mean_weight, progress_deltas
+from rabc.weights import RABCWeights
 from tests.conftest import progress_table
 
 
@@ -199,7 +200,7 @@ def test_kappa_for_mean_weight_is_the_smallest_reaching_target(target):
     rng = np.random.default_rng(1)
     episodes = [np.clip(np.cumsum(rng.normal(0.01, 0.02, 200)), 0, 1) for _ in range(5)]
     w = RABCWeights.from_progress(progress_table(episodes), chunk_size=10, kappa=0.0)
-    kappa = kappa_for_mean_weight(w, target)
+    kappa = w.kappa_for_mean_weight(target)
     assert w.with_kappa(kappa).mean_weight <= target + 1e-6
     below = np.nextafter(np.float32(kappa), np.float32(0))
     assert w.with_kappa(float(below)).mean_weight > target
@@ -211,9 +212,9 @@ def test_kappa_for_mean_weight_is_the_smallest_reaching_target(target):
 
 def test_kappa_for_unreachable_targets():
     w = RABCWeights.from_progress(progress_table([np.linspace(0, 1, 50)]), chunk_size=5, kappa=0.0)
-    assert kappa_for_mean_weight(w, 0.999) == 0.0  # already below at kappa = 0
-    lowest = kappa_for_mean_weight(w, 0.01)  # unreachable: every positive delta in the soft band
+    assert w.kappa_for_mean_weight(0.999) == 0.0  # already below at kappa = 0
+    lowest = w.kappa_for_mean_weight(0.01)  # unreachable: every positive delta in the soft band
     assert lowest == pytest.approx(np.nanmax(w.deltas))
     assert w.with_kappa(lowest).mean_weight == pytest.approx(w.with_kappa(10.0).mean_weight)
     with pytest.raises(ValueError, match="target mean weight should be in"):
-        kappa_for_mean_weight(w, 1.5)
+        w.kappa_for_mean_weight(1.5)
