@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import WeightedRandomSampler
 
-from rabc.sampler import RABCWeightedSampler, _search_sorted_keys
+from rabc.draws import search_sorted_keys
+from rabc.sampler import RABCWeightedSampler
 
 _BLOCK = 1 << 22
 _LOCK = "/tmp/heavy.lock"
@@ -99,10 +100,10 @@ def _alternatives(cdf: np.ndarray, total: float, seconds: float = 2.0) -> dict[s
         "sorted keys (exponentials) + np.searchsorted": lambda rng, s: np.searchsorted(
             cdf, exp_keys(rng, s), "right"
         ),
-        "sorted keys (np.sort) + windowed search": lambda rng, s: _search_sorted_keys(
+        "sorted keys (np.sort) + windowed search": lambda rng, s: search_sorted_keys(
             cdf, np.sort(rng.random(s)) * total, window(s)
         ),
-        "sorted keys (exponentials) + windowed search [used]": lambda rng, s: _search_sorted_keys(
+        "sorted keys (exponentials) + windowed search [used]": lambda rng, s: search_sorted_keys(
             cdf, exp_keys(rng, s), window(s)
         ),
         "sorted keys (exponentials) + torch.searchsorted (1 thread)": lambda rng, s: torch.searchsorted(

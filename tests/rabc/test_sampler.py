@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from rabc.sampler import RABCWeightedSampler, _search_sorted_keys
+from rabc.draws import search_sorted_keys
+from rabc.sampler import RABCWeightedSampler
 
 W = np.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.25, 0.0, 0.75, 1.0, 0.1], np.float32)
 
@@ -57,14 +58,14 @@ def test_windowed_search_equals_searchsorted(window):
     keys[:3] = 0.0
     keys[-3:] = cdf[-1]  # u == total after rounding: N - 1 here, clamped by the sampler
     expected = np.minimum(np.searchsorted(cdf, keys, side="right"), len(cdf) - 1)
-    np.testing.assert_array_equal(_search_sorted_keys(cdf, keys, window), expected)
+    np.testing.assert_array_equal(search_sorted_keys(cdf, keys, window), expected)
 
 
 def test_total_rounding_edge_maps_to_last_positive_frame():
     s = RABCWeightedSampler(np.array([0.0, 2.0, 1.0, 0.0, 0.0]), num_samples=1000, chunk_size=64)
     assert s._last_positive == 2
     keys = np.array([s._total, s._total])
-    got = np.minimum(_search_sorted_keys(s._cdf, keys, s._window), s._last_positive)
+    got = np.minimum(search_sorted_keys(s._cdf, keys, s._window), s._last_positive)
     np.testing.assert_array_equal(got, [2, 2])
     assert set(_draws(s).tolist()) == {1, 2}
 

@@ -1,0 +1,99 @@
+"""Vectorised kernels behind `RABCWeightedSampler`: weight validation + CDF, sorted-key search, thinning.
+
+Each works on whole numpy blocks so that no per-frame Python object is ever built, and none needs an
+N-sized temporary beyond the arrays it returns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["scan_weights", "search_sorted_keys", "thin_and_shuffle"]
+
+BLOCK = 1 << 16  # frames per block when validating weights / building the CDF / thinning
+THINNING_STREAM = (1 << 64) - 1  # SeedSequence word of the no-duplicates mode (no chunk reaches it)
+
+
+def _check_block(block: np.ndarray, start: int, bad: list[int]) -> float:
+    """Count negative / NaN / inf weights into `bad` = [neg, nan, inf, first position]; return the max."""
+    low, high = block.min(), block.max()
+    if not (low >= 0 and np.isfinite(high)):  # slow path only for bad blocks; NaN fails `low >= 0`
+        flags = (block < 0, np.isnan(block), np.isinf(block))
+        for k, flag in enumerate(flags):
+            bad[k] += int(np.count_nonzero(flag))
+        if bad[3] < 0:
+            bad[3] = start + int(np.flatnonzero(flags[0] | flags[1] | flags[2])[0])
+    return float(high)
+
+
+def scan_weights(weights: np.ndarray, cdf: np.ndarray | None = None) -> tuple[float, float]:
+    """Validate block by block and return (float64 sum, max); if given, fill `cdf` with the running
+    sum, equal to `np.cumsum(weights, dtype=np.float64)` without an N-sized temporary."""
+    bad, total, high = [0, 0, 0, -1], 0.0, 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, with counts and positions
+        for lo in range(0, weights.shape[0], BLOCK):
+            block = weights[lo : lo + BLOCK]
+            high = max(high, _check_block(block, lo, bad))
+            if cdf is None:
+                total += float(block.sum(dtype=np.float64))
+                continue
+            out = cdf[lo : lo + BLOCK]
+            out[...] = block
+            out[0] += total
+            np.cumsum(out, out=out)
+            total = float(out[-1])
+    if bad[3] >= 0:
+        raise ValueError(
+            f"weights should be finite and non-negative, but {bad[0]} are negative, {bad[1]} NaN and "
+            f"{bad[2]} infinite (first at position {bad[3]}: {weights[bad[3]]}); fix them upstream, e.g. "
+            f"RABCWeights gives unknown progress an explicit fallback weight"
+        )
+    if not np.isfinite(total):
+        raise ValueError(f"the weights' sum overflows float64 ({total}); rescale the weights")
+    if total <= 0:
+        raise ValueError(
+            f"all {weights.shape[0]} weights are zero, so there is nothing to sample; check how they were "
+            "computed (e.g. a kappa above every progress delta) or use uniform weights"
+        )
+    return total, high
+
+
+def search_sorted_keys(cdf: np.ndarray, keys: np.ndarray, window: int) -> np.ndarray:
+    """`np.searchsorted(cdf, keys, side="right")` for sorted keys, except that N comes out as N - 1.
+
+    A coarse search over every `window`-th CDF value (window a power of two) finds each key's
+    window; a branchless binary search, vectorised over the keys level by level, finishes inside it.
+    Each level is one gather of monotone addresses, so the memory latency of the N-sized CDF is
+    overlapped across keys instead of paid ~log2(N) times in series per key.
+    """
+    n = cdf.shape[0]
+    pos = np.searchsorted(cdf[window - 1 :: window], keys, side="right")
+    pos *= window
+    np.minimum(pos, n - window, out=pos)  # the last (partial) window ends at N - 1
+    pos -= 1  # invariant: cdf[pos] <= key (pos = -1 stands for -inf)
+    probe, hit = np.empty_like(pos), np.empty(keys.shape, np.bool_)
+    step = window >> 1
+    while step:
+        np.add(pos, step, out=probe)
+        np.less_equal(cdf.take(probe), keys, out=hit)
+        pos += hit * step
+        step >>= 1
+    pos += 1
+    return pos
+
+
+def thin_and_shuffle(weights: np.ndarray, max_weight: float, seed: int, epoch: int) -> np.ndarray:
+    """Keep frame i with probability w_i / max(w), then shuffle: int64 positions, each at most once."""
+    rng = np.random.default_rng([seed, epoch, THINNING_STREAM])
+    kept, count = np.empty(weights.shape[0], np.int64), 0  # untouched pages cost no memory
+    for lo in range(0, weights.shape[0], BLOCK):
+        block = weights[lo : lo + BLOCK]
+        coins = rng.random(block.shape[0])
+        coins *= max_weight  # u * max < w  <=>  u < w / max, and it always holds for w == max
+        hits = np.flatnonzero(coins < block)
+        hits += lo
+        kept[count : count + hits.shape[0]] = hits
+        count += hits.shape[0]
+    kept.resize(count, refcheck=False)  # shrink in place (realloc), no second copy
+    rng.shuffle(kept)
+    return kept
