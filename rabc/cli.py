@@ -67,14 +67,15 @@ def _demo(args) -> int:
     with resources.as_file(example) as path:
         print(f"progress file: {path} (synthetic, 24 episodes; see examples/make_example_progress.py)\n")
         before = RABCWeights.from_progress(path, chunk_size=args.chunk_size, kappa=0.01)
-        print(diagnose(before, plot=out / "diagnostics_kappa_0.01.png"))
-        after = RABCWeights.from_progress(path, chunk_size=args.chunk_size, kappa="auto")
+        first = diagnose(before, plot=out / "diagnostics_kappa_0.01.png")
+        print(first)
+        after = before.with_kappa("auto")
         report = diagnose(after, plot=out / "diagnostics_kappa_auto.png")
         print(f"\n--- with kappa auto ---\n{report}")
         after.save(out / "rabc_weights.parquet")
     print(
         f"\nLeRobot's default kappa 0.01 gives mean weight {before.mean_weight:.3f} "
-        f"({diagnose(before).verdict}); "
+        f"({first.verdict}); "
         f"kappa auto = {after.kappa:.4g} gives {after.mean_weight:.3f} ({report.verdict})."
     )
     print(f"wrote {out / 'rabc_weights.parquet'} and the plots {out}/diagnostics_kappa_*.png")
@@ -85,9 +86,7 @@ def _build(args) -> RABCWeights:
     source = Path(args.progress)
     if _is_weights_file(source):
         w = RABCWeights.load(source)
-        if args.kappa == "auto":
-            return w.with_kappa(w.kappa_for_mean_weight(args.target_mean_weight))
-        return w if args.kappa is None else w.with_kappa(float(args.kappa))
+        return w if args.kappa is None else w.with_kappa(_kappa(args.kappa), args.target_mean_weight)
     if args.chunk_size is None:
         raise ValueError("--chunk-size is required with a progress file: the policy's action chunk length")
     table = read_progress(source, heads=[args.head], sort=args.sort, progress_bar=True)

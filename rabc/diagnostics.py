@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rabc.progress_io import episode_runs
 from rabc.weights import DEFAULT_TARGET_MEAN_WEIGHT, RABCWeights
 
 __all__ = ["Diagnosis", "diagnose"]
@@ -92,7 +93,7 @@ def diagnose(
         weight_options: passed to `RABCWeights.from_progress` (epsilon, fallback_weight, stats, groups).
     """
     if isinstance(source, RABCWeights):
-        w = source
+        w = source if kappa is None else source.with_kappa(kappa, target_mean_weight)
     else:
         if chunk_size is None:
             raise ValueError("diagnose needs chunk_size (the policy's action chunk) to read a progress file")
@@ -101,10 +102,6 @@ def diagnose(
         w = RABCWeights.from_progress(
             source, chunk_size, head=head, target_mean_weight=target_mean_weight, **weight_options
         )
-    if kappa == "auto" and isinstance(source, RABCWeights):
-        w = w.with_kappa(w.kappa_for_mean_weight(target_mean_weight))
-    elif kappa is not None and kappa != "auto":
-        w = w.with_kappa(kappa)
 
     metrics = _metrics(w)
     suggestions = {
@@ -136,7 +133,7 @@ def _metrics(w: RABCWeights) -> dict[str, float]:
     full = int((w.weights == 1).sum())
     metrics = {
         "num_frames": float(n),
-        "num_episodes": float(len(np.unique(w.episode_index))),
+        "num_episodes": float(len(episode_runs(w.episode_index)[0])),
         "chunk_size": float(w.chunk_size),
         "kappa": float(w.kappa),
         "delta_mean": float(w.delta_mean),
@@ -179,9 +176,9 @@ def _verdict(m: dict[str, float], higher_kappa: float) -> tuple[str, str]:
 
 
 def _worst_episodes(w: RABCWeights, top: int) -> list[tuple[int, int, int]]:
-    episodes, codes = np.unique(w.episode_index, return_inverse=True)
-    zeros = np.bincount(codes, weights=(w.weights == 0), minlength=len(episodes)).astype(np.int64)
-    frames = np.bincount(codes, minlength=len(episodes))
+    episodes, starts, ends = episode_runs(w.episode_index)  # rows are contiguous per episode
+    zeros = np.add.reduceat((w.weights == 0).astype(np.int64), starts)
+    frames = ends - starts
     order = np.lexsort((-zeros / frames, -zeros))[:top]
     return [(int(episodes[i]), int(zeros[i]), int(frames[i])) for i in order if zeros[i] > 0]
 

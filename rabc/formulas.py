@@ -49,21 +49,14 @@ def progress_deltas(table: ProgressTable, head: str, chunk_size: int) -> tuple[n
     return deltas, clamped
 
 
-def eq9_weights(deltas, mean, std, kappa: float, epsilon: float, fallback_weight: float | None) -> np.ndarray:
+def eq9_weights(deltas, mean, std, kappa: float, epsilon: float, fallback_weight: float) -> np.ndarray:
     """Eq. 8-9 weights as float32, computed in float32 like LeRobot (identical threshold decisions).
 
     `mean` and `std` are scalars or per-row arrays (per-group statistics). NaN deltas get
-    `fallback_weight`; with `fallback_weight=None` they are an error.
+    `fallback_weight` (refusing NaN is the caller's decision: see `RABCWeights.from_progress`).
     """
     d = np.asarray(deltas, dtype=np.float32)
     nan = np.isnan(d)
-    if nan.any() and fallback_weight is None:
-        raise ValueError(
-            f"{int(nan.sum())} frame(s) have no progress delta (NaN progress at the frame or at its "
-            "future frame) "
-            "and fallback_weight=None; recompute progress for those frames or pass fallback_weight=1.0 "
-            "(LeRobot's rule)"
-        )
     if np.isscalar(mean):  # python floats: numpy keeps the float32 dtype of `d`, as in LeRobot
         lower, scale = float(mean) - 2 * float(std), 4 * float(std) + epsilon
     else:
@@ -74,11 +67,11 @@ def eq9_weights(deltas, mean, std, kappa: float, epsilon: float, fallback_weight
     weights[d > kappa] = 1.0
     band = (d >= 0) & (d <= kappa)
     weights[band] = soft[band]
-    weights[nan] = 0.0 if fallback_weight is None else fallback_weight
+    weights[nan] = fallback_weight
     return weights
 
 
-def solve_kappa(deltas, mean, std, epsilon: float, fallback_weight: float | None, target: float) -> float:
+def solve_kappa(deltas, mean, std, epsilon: float, fallback_weight: float, target: float) -> float:
     """The smallest kappa whose Eq. 9 weights have a dataset mean weight <= `target`.
 
     The mean weight falls as kappa rises (frames leave the full-weight set for the soft band), so
@@ -90,7 +83,7 @@ def solve_kappa(deltas, mean, std, epsilon: float, fallback_weight: float | None
     d = np.asarray(deltas).astype(np.float32)
     total = len(d)
     valid = ~np.isnan(d)
-    fallback_total = float((~valid).sum()) * (fallback_weight or 0.0)
+    fallback_total = float((~valid).sum()) * fallback_weight
     if not np.isscalar(mean):
         mean, std = mean[valid], std[valid]
     d = d[valid]

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-__all__ = ["HEADS", "ProgressTable", "read_progress", "write_progress"]
+__all__ = ["HEADS", "ProgressTable", "episode_runs", "read_progress", "write_progress"]
 
 HEADS = ("sparse", "dense")
 INDEX_COLUMNS = ("index", "episode_index", "frame_index")
@@ -64,10 +64,14 @@ class ProgressTable:
 
     def episode_runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(episode ids, first row, one-past-last row) of each episode, in file order."""
-        starts = np.flatnonzero(np.diff(self.episode_index)) + 1
-        starts = np.concatenate([[0], starts]).astype(np.int64)
-        ends = np.concatenate([starts[1:], [len(self.index)]]).astype(np.int64)
-        return self.episode_index[starts], starts, ends
+        return episode_runs(self.episode_index)
+
+
+def episode_runs(episode_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(episode ids, first row, one-past-last row) of each run of equal `episode_index` values."""
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(episode_index)) + 1]).astype(np.int64)
+    ends = np.concatenate([starts[1:], [len(episode_index)]]).astype(np.int64)
+    return episode_index[starts], starts, ends
 
 
 def read_progress(source, heads=None, *, sort: bool = False, progress_bar: bool = False) -> ProgressTable:

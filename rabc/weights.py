@@ -74,7 +74,6 @@ class RABCWeights:
         self.num_fallback = int(np.isnan(deltas).sum())
         self.num_missing_lookups = 0  # indices absent from the file that took fallback_weight
         self._dense = bool(len(index) and index[-1] - index[0] == len(index) - 1)
-        self._device_cache: dict[torch.device, torch.Tensor] = {}
 
     @classmethod
     def from_progress(
@@ -116,10 +115,10 @@ class RABCWeights:
                 f"(episode {table.episode_index[r]}, frame {table.frame_index[r]})" for r in nan_rows[:5]
             )
             raise ValueError(
-                f"{nan_rows.size} frame(s) have no progress delta in `{table.source}`, e.g. {where}: the "
-                "progress "
-                "at the frame or at its future frame is NaN or absent, and fallback_weight=None; recompute "
-                "progress for those frames or pass fallback_weight=1.0 (LeRobot's rule)"
+                f"{nan_rows.size} frame(s) have no progress delta in `{table.source}`, e.g. {where}: "
+                "the progress at the frame or at its future frame is NaN or absent, and "
+                "fallback_weight=None; recompute progress for those frames or pass fallback_weight=1.0 "
+                "(LeRobot's rule)"
             )
         use = ~np.isnan(deltas) if stats == "global" else ~np.isnan(deltas) & ~clamped
         group_of_row, group_stats = None, None
@@ -148,7 +147,7 @@ class RABCWeights:
         )
         w.weights = w._compute_weights(w.kappa)
         if auto:
-            w = w.with_kappa(w.kappa_for_mean_weight(target_mean_weight))
+            w = w.with_kappa("auto", target_mean_weight)
         if w.num_fallback:
             log.warning(
                 "RA-BC: %d of %d frames have no progress delta and get fallback_weight=%s",
@@ -173,8 +172,15 @@ class RABCWeights:
     def mean_weight(self) -> float:
         return float(self.weights.mean(dtype=np.float64))
 
-    def with_kappa(self, kappa: float) -> RABCWeights:
-        """The same deltas and statistics with another kappa (no re-read, no recomputed deltas)."""
+    def with_kappa(
+        self, kappa: float | str, target_mean_weight: float = DEFAULT_TARGET_MEAN_WEIGHT
+    ) -> RABCWeights:
+        """The same deltas and statistics with another kappa (no re-read, no recomputed deltas).
+
+        `kappa="auto"` takes the smallest kappa whose mean weight is at most `target_mean_weight`.
+        """
+        if isinstance(kappa, str) and kappa == "auto":
+            kappa = self.kappa_for_mean_weight(target_mean_weight)
         _check_kappa(kappa)
         new = RABCWeights(**{**self._init_args(), "kappa": float(kappa)})
         new.weights = new._compute_weights(float(kappa))
@@ -183,7 +189,7 @@ class RABCWeights:
     def kappa_for_mean_weight(self, target: float) -> float:
         """The smallest kappa whose weights have a dataset mean weight <= `target` (see `solve_kappa`)."""
         mean, std = self._row_stats()
-        return solve_kappa(self.deltas, mean, std, self.epsilon, self.fallback_weight, target)
+        return solve_kappa(self.deltas, mean, std, self.epsilon, self._fallback, target)
 
     def for_indices(self, indices, missing: str = "error"):
         """Raw weights for global frame indices (vectorised). Returns the input's kind and device.
@@ -320,7 +326,12 @@ class RABCWeights:
 
     def _compute_weights(self, kappa: float) -> np.ndarray:
         mean, std = self._row_stats()
-        return eq9_weights(self.deltas, mean, std, kappa, self.epsilon, self.fallback_weight)
+        return eq9_weights(self.deltas, mean, std, kappa, self.epsilon, self._fallback)
+
+    @property
+    def _fallback(self) -> float:
+        """`fallback_weight` as a number: with None, `from_progress` has refused every NaN delta."""
+        return 0.0 if self.fallback_weight is None else float(self.fallback_weight)
 
 
 _ARRAYS = ("index", "episode_index", "deltas", "weights", "group_of_row", "group_stats")
