@@ -245,12 +245,13 @@ def test_uniform_weights_equal_base_mean_exactly(shape, normalize):
 def test_clamp_vs_lerobot_plus_eps():
     losses, w = (
         torch.rand(8, dtype=torch.float64, generator=_gen(7)),
-        torch.rand(8, dtype=torch.float64) + 0.1,
+        torch.rand(8, dtype=torch.float64, generator=_gen(17)) + 0.1,
     )
     eps = 1e-6
     ours = rabc_weighted_loss(losses, w, eps=eps)
     lerobot = (losses * w).sum() / (w.sum() + eps)
-    assert abs(ours / lerobot - 1) <= eps / w.sum() * (1 + 1e-9)
+    # exactly eps / sum(w) apart, up to a few float64 roundings of a ~1e-7 difference
+    assert abs(ours / lerobot - 1) <= eps / w.sum() * (1 + 1e-6)
 
 
 def test_all_zero_weights_give_zero_and_zero_grad():
