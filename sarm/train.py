@@ -235,6 +235,7 @@ def train(
         collate_fn=collate,
         sampler=_Positions(step, stop, config.batch_size, world, rank),
         num_workers=config.num_workers,
+        generator=torch.Generator().manual_seed(config.seed),  # else the loader draws from the global RNG
     )
     eval_loader = None
     if eval_set is not None:
