@@ -116,7 +116,9 @@ def number_repeats(spans) -> list[Span]:
 # ---------------------------------------------------------------------------------------------- LeRobot
 
 
-def read_lerobot_annotations(source, head: str = "sparse") -> dict[int, list[Span] | None]:
+def read_lerobot_annotations(
+    source, head: str = "sparse", *, clip_end: bool = True
+) -> dict[int, list[Span] | None]:
     """Per-episode spans from LeRobot SARM annotation columns (`meta/episodes`, codebase v3.0).
 
     Args:
@@ -125,6 +127,10 @@ def read_lerobot_annotations(source, head: str = "sparse") -> dict[int, list[Spa
             `{head}_subtask_names`, `{head}_subtask_start_frames`, `{head}_subtask_end_frames` (list
             columns). For head "sparse" the legacy `subtask_*` columns are accepted too.
         head: "sparse" or "dense".
+        clip_end: LeRobot writes `end_frame = int(end_seconds * fps)`, so a last subtask that ends with
+            the episode has `end == length`, one past the last frame. With clip_end=True such ends
+            become `length - 1` and the number of clipped spans is logged as a warning; anything
+            further outside the episode is still an error. clip_end=False makes them errors too.
 
     Returns:
         {episode_index: spans}, sorted by episode; None for an episode whose lists are null or empty
@@ -145,6 +151,7 @@ def read_lerobot_annotations(source, head: str = "sparse") -> dict[int, list[Spa
             "your own spans with sarm.annotations.read_spans"
         )
     out: dict[int, list[Span] | None] = {}
+    clipped = [0]
     for name, table, cols in resolved:
         for required in ("episode_index", "length"):
             if required not in table.column_names:
@@ -158,7 +165,16 @@ def read_lerobot_annotations(source, head: str = "sparse") -> dict[int, list[Spa
         for ep, length, ep_names, starts, ends in zip(episodes, lengths, *lists, strict=True):
             if ep in out:
                 raise ValueError(f"episode {ep} appears twice in the episodes tables (again in `{name}`)")
+            if clip_end and ends is not None and length is not None:
+                clipped[0] += sum(e == length for e in ends)
+                ends = [length - 1 if e == length else e for e in ends]
             out[ep] = _lerobot_episode(ep, length, ep_names, starts, ends, cols, name)
+    if clipped[0]:
+        warnings.warn(
+            f"{clipped[0]} LeRobot span(s) ended one frame past their episode (end_frame == length); "
+            "clipped to the last frame (clip_end=True)",
+            stacklevel=2,
+        )
     return dict(sorted(out.items()))
 
 

@@ -94,6 +94,11 @@ class SARMConfig:
                 f"window='centered' needs an even n_obs_steps (frames t-k*gap .. t+k*gap), "
                 f"but got n_obs_steps={self.n_obs_steps}"
             )
+        if self.window == "past" and self.n_obs_steps < 1:
+            raise ValueError(
+                "window='past' needs n_obs_steps >= 1 (slot 0 is the episode's first frame, the anchor "
+                f"follows), but got n_obs_steps={self.n_obs_steps}"
+            )
         if not self.schemas or "sparse" not in self.schemas:
             raise ValueError(
                 "schemas should hold at least the 'sparse' head, e.g. "

@@ -297,7 +297,8 @@ def temporal_proportions(episodes, names=None, method: str = "paper") -> dict[st
     Args:
         episodes: (spans, num_frames) pairs, as an iterable or a {episode: (spans, num_frames)} mapping
             (the keys name episodes in errors). Episodes with None or empty spans are unannotated and
-            skipped. Durations count frames inclusively: L = end - start + 1.
+            skipped. "paper" counts frames inclusively, L = end - start + 1; "lerobot" uses LeRobot's
+            L = end - start (its spans share boundary frames: end_frame = int(end_s * fps)).
         names: the stage order. Default: by the mean relative start (start / num_frames) of each name's
             first occurrence over the episodes that contain it; ties by first appearance.
         method: "paper" (default): a_k = (1/M) * sum_i L_ik / T_i over all M annotated episodes with
@@ -357,8 +358,8 @@ def temporal_proportions(episodes, names=None, method: str = "paper") -> dict[st
             if method == "paper":
                 lengths[col[s.name]] += s.end - s.start + 1
             else:  # LeRobot: a repeated name overwrites
-                lengths[col[s.name]] = s.end - s.start + 1
-        total = num_frames if method == "paper" else sum(s.end - s.start + 1 for s in spans)
+                lengths[col[s.name]] = s.end - s.start
+        total = num_frames if method == "paper" else sum(s.end - s.start for s in spans)
         present = np.isin(np.arange(len(order)), [col[s.name] for s in spans])
         share += np.where(present, lengths / total, 0.0)
         count += present

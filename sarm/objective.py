@@ -6,7 +6,8 @@ Loss per head (SARM paper, LeRobot's `_train_step`), with two fixes that are swi
                   padding trains toward stage 0 / tau 0 (masked=False reproduces that)
     teacher forcing: each SAMPLE's tau is conditioned on its ground-truth stage with probability
                   `teacher_forcing` (0.75), else on the predicted stage; LeRobot draws one coin per batch.
-Coins come from `np.random.default_rng([seed, key, 1])`, so they depend on the sample, not the batch.
+Coins come from `np.random.default_rng([seed, epoch, key, 1])` (the rewind coins use `[seed, epoch, key]`:
+a separate stream), so they depend on the sample and the epoch, not on the batch.
 
 Evaluation (`evaluate`) reads every anchor's progress at the window's current slot on clean windows
 (no rewind, no language negatives): demo MSE of normalised progress against Formula-2 labels, and stage
@@ -32,27 +33,39 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)  # DDP / accelerate wrappers keep the model in .module
 
 
-def teacher_coins(keys: Tensor, probability: float, seed: int) -> Tensor:
+def teacher_coins(keys: Tensor, probability: float, seed: int, epoch: int = 0) -> Tensor:
     """(b,) bool: True where a sample's tau is conditioned on its ground-truth stage."""
-    draws = [np.random.default_rng([seed, int(k), _TEACHER_STREAM]).random() for k in keys.tolist()]
+    draws = [np.random.default_rng([seed, epoch, int(k), _TEACHER_STREAM]).random() for k in keys.tolist()]
     return torch.tensor(draws) < probability
 
 
 def sarm_loss(
-    model: nn.Module, batch: Mapping, *, teacher_forcing: float = 0.75, seed: int = 0, masked: bool = True
+    model: nn.Module,
+    batch: Mapping,
+    *,
+    teacher_forcing: float = 0.75,
+    seed: int = 0,
+    masked: bool = True,
+    epoch: int = 0,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Total loss (sum over heads of CE + MSE) and per-head values for logging."""
+    """Total loss (sum over heads of CE + MSE) and per-head values for logging.
+
+    `epoch` (with `seed` and each sample's key) seeds the teacher-forcing coins; `sarm.train` gives every
+    sample of its stream a unique key, so it leaves epoch at 0.
+    """
     config = _unwrap(model).config
     device = next(model.parameters()).device
-    heads = [h for h in config.heads if h in batch["targets"]]
-    if not heads:
+    heads = list(config.heads)
+    missing = [h for h in heads if h not in batch["targets"]]
+    if missing:
         raise ValueError(
-            f"batch has targets for {sorted(batch['targets'])}, none of the model's heads "
-            f"{list(config.heads)}"
+            f"batch has targets for {sorted(batch['targets'])} but the model has heads {heads}: heads "
+            f"{missing} would stay untrained (and DDP would fail); give WindowDataset targets for every head "
+            "or build the model with only the heads you have labels for"
         )
     lengths = batch["lengths"].to(device)
     targets = {h: batch["targets"][h].to(device) for h in heads}
-    teacher = teacher_coins(batch["key"], teacher_forcing, seed).to(device)
+    teacher = teacher_coins(batch["key"], teacher_forcing, seed, epoch).to(device)
     stages = {h: targets[h].floor().long().clamp(0, config.num_stages(h) - 1) for h in heads}
     prior = {h: torch.where(teacher[:, None], stages[h], -1) for h in heads}
     out = model(

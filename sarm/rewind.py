@@ -28,8 +28,14 @@ __all__ = ["NEGATIVE_TEXTS", "RewindCollate"]
 
 _NEGATIVE_VERBS = ("pick up", "push", "fold", "open", "stack", "pour", "wipe", "rotate")
 _NEGATIVE_OBJECTS = (
-    "the zorblax", "the quindle sprocket", "a vormish glonk", "the plimbet", "two snarfles",
-    "the wubbling trelk", "a frazzled mungo", "the yibbet coil",
+    "the zorblax",
+    "the quindle sprocket",
+    "a vormish glonk",
+    "the plimbet",
+    "two snarfles",
+    "the wubbling trelk",
+    "a frazzled mungo",
+    "the yibbet coil",
 )
 NEGATIVE_TEXTS: tuple[str, ...] = tuple(f"{v} {o}" for v in _NEGATIVE_VERBS for o in _NEGATIVE_OBJECTS)
 """64 fixed instructions (8 manipulation verbs x 8 made-up objects) that describe no real task.

@@ -135,6 +135,8 @@ def _distributed() -> tuple[int, int, bool]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if torch.cuda.is_available():  # NCCL collectives use the current device: one GPU per rank
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
         return dist.get_rank(), dist.get_world_size(), True
     return 0, 1, False
@@ -167,6 +169,36 @@ def _read_checkpoint(out_dir: Path) -> Path | None:
     return None
 
 
+def _check_windows(model: SARM, windows: WindowDataset, name: str) -> None:
+    """Windows must be the ones the model's config describes (they are saved with the model)."""
+    c = model.config
+    pairs = [
+        ("window", c.window, windows.mode),
+        ("n_obs_steps", c.n_obs_steps, windows.n_obs_steps),
+        ("frame_gap", c.frame_gap, windows.frame_gap),
+        ("max_rewind_steps", c.max_rewind_steps, windows.max_rewind_steps),
+    ]
+    wrong = [f"{field}: model {a!r} vs {name} {b!r}" for field, a, b in pairs if a != b]
+    if wrong:
+        raise ValueError(
+            f"{name} does not match the model's config ({'; '.join(wrong)}); build the WindowDataset with "
+            "mode=config.window, n_obs_steps, frame_gap and max_rewind_steps from model.config"
+        )
+
+
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def train(
     model: SARM,
     train_set: WindowDataset,
@@ -187,14 +219,49 @@ def train(
     `task_features` maps every task text to its text feature; `negative_text_features` (M, E) are texts
     that match no task (needed for language negatives when there is only one task). `stop_after` ends
     this run after that many steps (a time-limited job), leaving a checkpoint to resume from.
+    Dropout draws from torch's RNG: training seeds it from `config.seed` and checkpoints it, inside
+    `torch.random.fork_rng`, so the caller's RNG state is the same before and after.
     """
     config = config or TrainConfig()
-    out_dir = Path(out_dir)
-    rank, world, owns_group = _distributed()
+    _check_windows(model, train_set, "train_set")
+    if eval_set is not None:
+        _check_windows(model, eval_set, "eval_set")
     if device is None:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return _train(
+            model,
+            train_set,
+            task_features,
+            Path(out_dir),
+            config,
+            eval_set,
+            negative_text_features,
+            negative_texts,
+            device,
+            resume,
+            stop_after,
+            progress,
+        )
+
+
+def _train(
+    model,
+    train_set,
+    task_features,
+    out_dir,
+    config,
+    eval_set,
+    negative_text_features,
+    negative_texts,
+    device,
+    resume,
+    stop_after,
+    progress,
+) -> TrainResult:
+    rank, world, owns_group = _distributed()
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
@@ -202,7 +269,7 @@ def train(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: config.learning_rate(s) / config.lr)
-    torch.manual_seed(config.seed * 1000 + rank)  # dropout draws from torch's RNG; its state is checkpointed
+    torch.manual_seed(config.seed * 1000 + rank)  # dropout's RNG (forked by train); checkpointed below
     step, history, best = 0, [], math.inf
     found = _read_checkpoint(out_dir) if resume else None
     if found is not None:
@@ -215,11 +282,19 @@ def train(
                 f"`{found}` was written with other training settings; resume with the same TrainConfig or "
                 f"pass resume=False / a new out_dir. Saved: {state['config']}"
             )
+        if state["world_size"] != world:
+            raise ValueError(
+                f"`{found}` was written by {state['world_size']} rank(s), but this run has {world}: the data "
+                "stream is split per rank, so resume with the same number of ranks (or resume=False)"
+            )
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"][rank])
+        _set_rng_state(state["rng"][rank], device)
         step, history, best = state["step"], state["history"], state["best"]
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    ddp = model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     collate = RewindCollate(
         task_features,
         negative_text_features=negative_text_features,
@@ -276,7 +351,7 @@ def train(
                 result.best_dir = save_pretrained(model, out_dir / "best")
             model.train()
         if step % config.checkpoint_every == 0 or step == stop:
-            rng = [torch.get_rng_state()]
+            rng = [_rng_state(device)]
             if world > 1:
                 gathered = [None] * world
                 dist.all_gather_object(gathered, rng[0])
@@ -293,6 +368,7 @@ def train(
                         "history": history,
                         "best": best,
                         "config": dataclasses.asdict(config),
+                        "world_size": world,
                     },
                 )
     bar.close()

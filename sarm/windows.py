@@ -268,9 +268,7 @@ class WindowDataset(Dataset):
         if features.ndim == 2:
             features = features[:, None, :]  # one camera: (N, E) -> (N, 1, E), a view
         if features.ndim != 3:
-            raise ValueError(
-                f"features should be (N, C, E) or (N, E), but got shape {tuple(features.shape)}"
-            )
+            raise ValueError(f"features should be (N, C, E) or (N, E), but got shape {tuple(features.shape)}")
         self.features = _per_frame("features", features, num_frames)
         self.state = None if state is None else _per_frame("state", state, num_frames)
         if self.state is not None and self.state.ndim != 2:
@@ -310,7 +308,6 @@ class WindowDataset(Dataset):
         if not all(isinstance(task, str) for task in tasks):
             raise TypeError("tasks should be strings (one task text per episode)")
         self.tasks = list(tasks)
-
 
         counts = -(-lengths[positions] // self.anchor_stride)  # ceil: anchors per selected episode
         first = np.repeat(np.cumsum(counts) - counts, counts)

@@ -162,8 +162,8 @@ def test_read_lerobot_errors(tmp_path):
         ValueError, match=r"episode 0 in `.*file-000.parquet` has mismatched annotation lists"
     ):
         read_lerobot_annotations(annotated_episodes(tmp_path / "a", bad))
-    outside = {**SPARSE, "sparse_subtask_end_frames": [[149, 373], None, [200, 371], []]}
-    with pytest.raises(ValueError, match=r"span \('place', 150, 373\) in episode 0 lies outside.*0..372"):
+    outside = {**SPARSE, "sparse_subtask_end_frames": [[149, 374], None, [200, 371], []]}
+    with pytest.raises(ValueError, match=r"span \('place', 150, 374\) in episode 0 lies outside.*0..372"):
         read_lerobot_annotations(annotated_episodes(tmp_path / "b", outside))
     partial = {k: v for k, v in SPARSE.items() if not k.endswith("end_frames")}
     with pytest.raises(ValueError, match=r"lacks \['sparse_subtask_end_frames'\]"):
@@ -355,3 +355,14 @@ def test_read_spans_errors(tmp_path):
         read_spans(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="should hold an object"):
         read_spans(write(tmp_path / "list.json", [["a", 0, 1]]))
+
+
+def test_read_lerobot_clips_ends_one_past_the_episode(tmp_path):
+    """LeRobot writes end_frame = int(end_s * fps): a subtask ending with the episode has end == length."""
+    at_length = {**SPARSE, "sparse_subtask_end_frames": [[149, 373], None, [200, 371], []]}
+    root = annotated_episodes(tmp_path / "a", at_length)
+    with pytest.warns(UserWarning, match=r"1 LeRobot span\(s\) ended one frame past"):
+        spans = read_lerobot_annotations(root)
+    assert spans[0][-1] == Span("place", 150, 372)
+    with pytest.raises(ValueError, match=r"span \('place', 150, 373\) in episode 0 lies outside"):
+        read_lerobot_annotations(root, clip_end=False)

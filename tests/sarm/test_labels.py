@@ -220,10 +220,11 @@ def test_schema_round_trip_and_equality():
 
 # ---------------------------------------------------------------------------------------- proportions
 
+# LeRobot's own example (seconds, spans sharing boundaries: a 0-8, b 8-10, ...) as frames at 1 fps
 LEROBOT_EXAMPLE = {
-    0: ([("a", 0, 7), ("b", 8, 9)], 10),
-    1: ([("a", 0, 3), ("b", 4, 19)], 20),
-    2: ([("a", 0, 4)], 5),
+    0: ([("a", 0, 8), ("b", 8, 10)], 11),
+    1: ([("a", 0, 4), ("b", 4, 20)], 21),
+    2: ([("a", 0, 5)], 6),
 }
 
 
@@ -232,12 +233,17 @@ def test_lerobot_method_matches_lerobot_0_6_1():
     assert list(got) == ["a", "b"]
     assert got["a"] == pytest.approx(0.5714285714, abs=5e-11)
     assert got["b"] == pytest.approx(0.4285714286, abs=5e-11)
-    repeated = temporal_proportions([([("a", 0, 1), ("b", 2, 3), ("a", 4, 9)], 10)], method="lerobot")
+    repeated = temporal_proportions([([("a", 0, 2), ("b", 2, 4), ("a", 4, 10)], 11)], method="lerobot")
     assert repeated == pytest.approx({"a": 0.75, "b": 0.25}, abs=1e-15)
 
 
 def test_paper_method_is_eq1_over_all_episodes():
-    got = temporal_proportions(LEROBOT_EXAMPLE)  # b missing from episode 2 counts as 0
+    inclusive = {
+        0: ([("a", 0, 7), ("b", 8, 9)], 10),
+        1: ([("a", 0, 3), ("b", 4, 19)], 20),
+        2: ([("a", 0, 4)], 5),
+    }
+    got = temporal_proportions(inclusive)  # b missing from episode 2 counts as 0
     assert got == pytest.approx({"a": 2 / 3, "b": 1 / 3}, abs=1e-15)
     repeated = temporal_proportions([([("a", 0, 1), ("b", 2, 3), ("a", 4, 9)], 10)])  # occurrences add up
     assert repeated == pytest.approx({"a": 0.8, "b": 0.2}, abs=1e-15)
@@ -263,7 +269,7 @@ def test_default_order_by_mean_relative_start_then_first_appearance():
 
 def test_names_fix_order_and_are_checked():
     assert list(temporal_proportions(LEROBOT_EXAMPLE, names=["b", "a"])) == ["b", "a"]
-    with pytest.raises(ValueError, match=r"span \('b', 8, 9\) in episode 0 names stage 'b'.*\['a'\]"):
+    with pytest.raises(ValueError, match=r"span \('b', 8, 10\) in episode 0 names stage 'b'.*\['a'\]"):
         temporal_proportions(LEROBOT_EXAMPLE, names=["a"])
     with pytest.raises(ValueError, match=r"stage\(s\) \['c'\] in names never occur.*LeRobot silently drops"):
         temporal_proportions(LEROBOT_EXAMPLE, names=["a", "b", "c"])

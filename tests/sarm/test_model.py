@@ -222,3 +222,8 @@ def test_paper_sized_parameter_count_matches_lerobot():
         "dense": {"*": {"names": list("vwxyz"), "proportions": [1] * 5}},
     }
     assert SARM(SARMConfig(schemas=dual)).num_parameters() == 119_182_858
+
+
+def test_past_window_needs_an_observation_slot():
+    with pytest.raises(ValueError, match="window='past' needs n_obs_steps >= 1"):
+        SARMConfig(window="past", n_obs_steps=0)

@@ -47,8 +47,10 @@ def negative_pool(width: int = 6) -> torch.Tensor:
 
 
 def collate_all(ds: WindowDataset, collate: RewindCollate, batch_size: int = 64) -> dict:
-    batches = [collate([ds[i] for i in range(lo, min(lo + batch_size, len(ds)))])
-               for lo in range(0, len(ds), batch_size)]
+    batches = [
+        collate([ds[i] for i in range(lo, min(lo + batch_size, len(ds)))])
+        for lo in range(0, len(ds), batch_size)
+    ]
     out = {}
     for key in batches[0]:
         if key == "targets":
@@ -76,8 +78,9 @@ def test_negative_texts_are_a_fixed_pool_of_unique_instructions():
 @pytest.mark.parametrize("mode", ["centered", "past"])
 def test_every_valid_slot_shows_and_labels_the_same_frame(mode):
     ds = make_dataset(mode)
-    batch = collate_all(ds, RewindCollate(task_features(), rewind_probability=1.0,
-                                          language_negative_probability=0.0, seed=3))
+    batch = collate_all(
+        ds, RewindCollate(task_features(), rewind_probability=1.0, language_negative_probability=0.0, seed=3)
+    )
     video, state, lengths = batch["video_features"], batch["state_features"], batch["lengths"]
     assert video.shape == (len(ds), T, 2, 4) and state.shape == (len(ds), T, 3)
     assert batch["targets"]["sparse"].shape == (len(ds), T) and lengths.dtype == torch.int64
@@ -101,8 +104,9 @@ def test_every_valid_slot_shows_and_labels_the_same_frame(mode):
 
 def test_rewind_length_is_uniform_over_available_steps():
     ds = make_dataset()
-    batch = collate_all(ds, RewindCollate(task_features(), rewind_probability=1.0,
-                                          language_negative_probability=0.0))
+    batch = collate_all(
+        ds, RewindCollate(task_features(), rewind_probability=1.0, language_negative_probability=0.0)
+    )
     available = torch.tensor([ds[i]["rewind_available"] for i in range(len(ds))])
     steps = batch["rewind_steps"]
     assert torch.equal(steps == 0, available == 0)  # rewound whenever possible, never when impossible
@@ -115,8 +119,11 @@ def test_rewind_length_is_uniform_over_available_steps():
 
 def test_rewind_probability_is_per_sample():
     ds = make_dataset()
-    batch = collate_all(ds, RewindCollate(task_features(), rewind_probability=0.8,
-                                          language_negative_probability=0.0, seed=11), batch_size=32)
+    batch = collate_all(
+        ds,
+        RewindCollate(task_features(), rewind_probability=0.8, language_negative_probability=0.0, seed=11),
+        batch_size=32,
+    )
     available = torch.tensor([ds[i]["rewind_available"] for i in range(len(ds))])
     rewound = (batch["rewind_steps"] > 0)[available > 0].to(torch.float64)
     p, n = rewound.mean().item(), rewound.numel()
@@ -127,8 +134,11 @@ def test_rewind_probability_is_per_sample():
 
 def test_eval_collate_shows_the_plain_window_without_negatives_source():
     ds = make_dataset()
-    collate = RewindCollate(task_features(["fold the shirt", "stack the cups", "pour water"]),
-                            rewind_probability=0.0, language_negative_probability=0.0)
+    collate = RewindCollate(
+        task_features(["fold the shirt", "stack the cups", "pour water"]),
+        rewind_probability=0.0,
+        language_negative_probability=0.0,
+    )
     batch = collate([ds[i] for i in range(200, 240)])
     assert (batch["lengths"] == N_OBS + 1).all() and (batch["rewind_steps"] == 0).all()
     assert not batch["negative"].any()
@@ -163,7 +173,8 @@ def test_language_negatives_from_other_tasks_zero_every_target():
     for b, name in enumerate(batch["tasks"]):
         assert torch.equal(batch["text_features"][b], feats[name])
     assert {t for t, o in zip(batch["tasks"], own, strict=True) if o == "fold the shirt"} == {
-        "stack the cups", "pour water"
+        "stack the cups",
+        "pour water",
     }
     for y in batch["targets"].values():
         assert (y == 0).all()
@@ -174,8 +185,13 @@ def test_language_negatives_from_other_tasks_zero_every_target():
 def test_language_negatives_from_the_pool_for_a_single_task_dataset():
     ds = make_dataset(tasks=["fold"] * 4)
     pool = negative_pool()
-    collate = RewindCollate({"fold": torch.zeros(6)}, negative_text_features=pool,
-                            negative_texts=NEGATIVE_TEXTS, language_negative_probability=0.2, seed=5)
+    collate = RewindCollate(
+        {"fold": torch.zeros(6)},
+        negative_text_features=pool,
+        negative_texts=NEGATIVE_TEXTS,
+        language_negative_probability=0.2,
+        seed=5,
+    )
     batch = collate_all(ds, collate)
     negative = batch["negative"]
     assert abs(negative.double().mean().item() - 0.2) < 5 * (0.16 / len(ds)) ** 0.5
@@ -187,16 +203,21 @@ def test_language_negatives_from_the_pool_for_a_single_task_dataset():
     assert all(t == "fold" for t, p in zip(batch["tasks"], positive.tolist(), strict=True) if p)
     assert (batch["text_features"][positive] == 0).all()
     assert (batch["targets"]["sparse"][positive][:, N_OBS] > 0).any()
-    unnamed = RewindCollate({"fold": torch.zeros(6)}, negative_text_features=pool,
-                            language_negative_probability=1.0)
+    unnamed = RewindCollate(
+        {"fold": torch.zeros(6)}, negative_text_features=pool, language_negative_probability=1.0
+    )
     assert unnamed([ds[3]])["tasks"][0].startswith("<negative ")
 
 
 def test_language_negatives_choose_between_both_sources():
     ds = make_dataset()
     feats = task_features()
-    collate = RewindCollate(feats, negative_text_features=negative_pool(), negative_texts=NEGATIVE_TEXTS,
-                            language_negative_probability=1.0)
+    collate = RewindCollate(
+        feats,
+        negative_text_features=negative_pool(),
+        negative_texts=NEGATIVE_TEXTS,
+        language_negative_probability=1.0,
+    )
     batch = collate_all(ds, collate)
     from_pool = np.array([t in NEGATIVE_TEXTS for t in batch["tasks"]])
     assert all(t in feats for t, p in zip(batch["tasks"], from_pool, strict=True) if not p)
@@ -211,9 +232,13 @@ def _by_key(batches) -> dict[int, tuple]:
     for batch in batches:
         for b, key in enumerate(batch["key"].tolist()):
             out[key] = (
-                batch["tasks"][b], bool(batch["negative"][b]), int(batch["lengths"][b]),
-                batch["video_features"][b].clone(), batch["state_features"][b].clone(),
-                batch["targets"]["sparse"][b].clone(), batch["text_features"][b].clone(),
+                batch["tasks"][b],
+                bool(batch["negative"][b]),
+                int(batch["lengths"][b]),
+                batch["video_features"][b].clone(),
+                batch["state_features"][b].clone(),
+                batch["targets"]["sparse"][b].clone(),
+                batch["text_features"][b].clone(),
             )
     return out
 
@@ -232,8 +257,9 @@ def test_outputs_depend_on_seed_epoch_key_only_not_on_workers_or_batches():
     runs = []
     for workers, batch_size, order_seed in [(0, 16, 0), (2, 5, 1), (2, 64, 2)]:
         g = torch.Generator().manual_seed(order_seed)
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=g, num_workers=workers,
-                            collate_fn=collate)
+        loader = DataLoader(
+            ds, batch_size=batch_size, shuffle=True, generator=g, num_workers=workers, collate_fn=collate
+        )
         runs.append(_by_key(loader))
     assert len(runs[0]) == len(ds)
     assert _same(runs[0], runs[1]) and _same(runs[0], runs[2])
@@ -259,8 +285,10 @@ def test_global_rngs_are_never_used():
     np.testing.assert_array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002
     assert torch.equal(state[0], torch.get_rng_state())
     assert state[2] == random.getstate()
-    assert not _same(first, _by_key([RewindCollate(task_features(), negative_text_features=negative_pool(),
-                                                   seed=2)(items)]))
+    assert not _same(
+        first,
+        _by_key([RewindCollate(task_features(), negative_text_features=negative_pool(), seed=2)(items)]),
+    )
 
 
 # -- errors ---------------------------------------------------------------------------------------

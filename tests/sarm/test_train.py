@@ -226,3 +226,68 @@ def test_trains_under_torchrun_with_two_ranks(tmp_path):
     start = SARM(_setup(num_episodes=12)[4])  # the weights both ranks started from
     assert not torch.equal(a, torch.cat([p.detach().flatten() for p in start.parameters()]))
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
+
+
+def test_train_refuses_windows_that_contradict_the_model(tmp_path):
+    data, _, _, _, config, texts = _setup(num_episodes=6)
+    centered = WindowDataset(
+        data.features,
+        episode_lengths=data.lengths,
+        targets={"sparse": data.targets()},
+        tasks=data.tasks,
+        mode="centered",
+        n_obs_steps=4,
+        frame_gap=5,
+        max_rewind_steps=2,
+    )
+    with pytest.raises(
+        ValueError, match=r"train_set does not match the model's config \(window: model 'past'"
+    ):
+        train(SARM(config), centered, out_dir=tmp_path, progress=False, **texts)
+
+
+def test_a_head_without_targets_is_an_error():
+    schemas = {
+        "sparse": {"*": {"names": ["a", "b"], "proportions": [0.5, 0.5]}},
+        "dense": {"*": {"names": ["x", "y"], "proportions": [0.5, 0.5]}},
+    }
+    model = SARM(
+        SARMConfig(
+            image_dim=16,
+            text_dim=8,
+            max_state_dim=4,
+            hidden_dim=16,
+            num_layers=1,
+            num_heads=2,
+            schemas=schemas,
+        )
+    )
+    with pytest.raises(ValueError, match=r"heads \['dense'\] would stay untrained"):
+        sarm_loss(model, _batch())
+
+
+def test_training_leaves_the_callers_rng_alone(tmp_path):
+    _, _, train_set, _, config, texts = _setup(num_episodes=6)
+    model = SARM(config)
+    torch.manual_seed(42)
+    before = torch.get_rng_state()
+    settings = TrainConfig(steps=2, batch_size=4, warmup_steps=1)
+    train(model, train_set, out_dir=tmp_path, config=settings, progress=False, **texts)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_resume_refuses_another_world_size(tmp_path):
+    _run(tmp_path, stop_after=4)
+    path = tmp_path / "checkpoint" / "train_state.pt"
+    state = torch.load(path, weights_only=True)
+    state["world_size"] = 2
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="written by 2 rank"):
+        _run(tmp_path)
+
+
+def test_teacher_coins_change_with_the_epoch():
+    keys = torch.arange(200)
+    assert not torch.equal(
+        teacher_coins(keys, 0.5, seed=0, epoch=0), teacher_coins(keys, 0.5, seed=0, epoch=1)
+    )

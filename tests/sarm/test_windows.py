@@ -165,8 +165,10 @@ def test_dataset_past_mode_episodes_subset_and_stride():
     assert [ds[i]["episode"] for i in range(len(ds))] == [3] * 8 + [1] * 5
     item = ds[7]  # frame 280 of episode 3
     assert item["frame"] == starts[3] + 280
-    assert item["video"][:, 0, 0].tolist() == (10.0 * (starts[3] + np.array([0, 70, 100, 130, 160, 190,
-                                                                             220, 250, 280]))).tolist()
+    assert (
+        item["video"][:, 0, 0].tolist()
+        == (10.0 * (starts[3] + np.array([0, 70, 100, 130, 160, 190, 220, 250, 280]))).tolist()
+    )
     assert ds.current_slot == 8 and item["video"][8, 0, 0] == 10.0 * item["frame"]
 
 
