@@ -4,8 +4,9 @@ Labels, the model, rewind augmentation, training and Hub I/O, all on precomputed
 """
 
 from sarm.config import SARMConfig
-from sarm.labels import Span, StageSchema, TaskSchemas, temporal_proportions
+from sarm.labels import Span, StageSchema, TaskSchemas
 from sarm.model import SARM, HeadOutput, Prediction
+from sarm.proportions import temporal_proportions
 from sarm.rewind import RewindCollate
 from sarm.windows import WindowDataset
 

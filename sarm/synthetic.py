@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sarm.labels import Span, StageSchema, temporal_proportions
+from sarm.labels import Span, StageSchema
+from sarm.proportions import temporal_proportions
 
 __all__ = ["SyntheticEpisodes", "synthetic_episodes"]
 

@@ -223,6 +223,7 @@ def train(
     `torch.random.fork_rng`, so the caller's RNG state is the same before and after.
     """
     config = config or TrainConfig()
+    out_dir = Path(out_dir)
     _check_windows(model, train_set, "train_set")
     if eval_set is not None:
         _check_windows(model, eval_set, "eval_set")
@@ -231,153 +232,130 @@ def train(
         device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        return _train(
-            model,
-            train_set,
-            task_features,
-            Path(out_dir),
-            config,
-            eval_set,
-            negative_text_features,
-            negative_texts,
-            device,
-            resume,
-            stop_after,
-            progress,
+        rank, world, owns_group = _distributed()
+        if rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        model.to(device)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
         )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: config.learning_rate(s) / config.lr
+        )
+        torch.manual_seed(config.seed * 1000 + rank)  # dropout's RNG (forked by train); checkpointed below
+        step, history, best = 0, [], math.inf
+        found = _read_checkpoint(out_dir) if resume else None
+        if found is not None:
+            from sarm.hub import from_pretrained
 
-
-def _train(
-    model,
-    train_set,
-    task_features,
-    out_dir,
-    config,
-    eval_set,
-    negative_text_features,
-    negative_texts,
-    device,
-    resume,
-    stop_after,
-    progress,
-) -> TrainResult:
-    rank, world, owns_group = _distributed()
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    model.to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: config.learning_rate(s) / config.lr)
-    torch.manual_seed(config.seed * 1000 + rank)  # dropout's RNG (forked by train); checkpointed below
-    step, history, best = 0, [], math.inf
-    found = _read_checkpoint(out_dir) if resume else None
-    if found is not None:
-        from sarm.hub import from_pretrained
-
-        model.load_state_dict(from_pretrained(found).state_dict())
-        state = torch.load(found / "train_state.pt", map_location="cpu", weights_only=True)
-        if state["config"] != dataclasses.asdict(config):
-            raise ValueError(
-                f"`{found}` was written with other training settings; resume with the same TrainConfig or "
-                f"pass resume=False / a new out_dir. Saved: {state['config']}"
-            )
-        if state["world_size"] != world:
-            raise ValueError(
-                f"`{found}` was written by {state['world_size']} rank(s), but this run has {world}: the data "
-                "stream is split per rank, so resume with the same number of ranks (or resume=False)"
-            )
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"][rank], device)
-        step, history, best = state["step"], state["history"], state["best"]
-    ddp = model
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    collate = RewindCollate(
-        task_features,
-        negative_text_features=negative_text_features,
-        negative_texts=negative_texts,
-        rewind_probability=config.rewind_probability,
-        language_negative_probability=config.language_negative_probability,
-        seed=config.seed,
-    )
-    stop = config.steps if stop_after is None else min(config.steps, step + stop_after)
-    loader = DataLoader(
-        _Stream(train_set, config.seed),
-        batch_size=config.batch_size,
-        collate_fn=collate,
-        sampler=_Positions(step, stop, config.batch_size, world, rank),
-        num_workers=config.num_workers,
-        generator=torch.Generator().manual_seed(config.seed),  # else the loader draws from the global RNG
-    )
-    eval_loader = None
-    if eval_set is not None:
-        clean = RewindCollate(task_features, rewind_probability=0.0, language_negative_probability=0.0)
-        eval_loader = DataLoader(eval_set, batch_size=config.eval_batch_size, collate_fn=clean)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda")
-    result = TrainResult(step=step, history=history)
-    bar = tqdm(total=config.steps, initial=step, desc="sarm train", disable=not progress or rank != 0)
-    model.train()
-    for batch in loader:
-        with autocast:
-            loss, stats = sarm_loss(
-                ddp,
-                batch,
-                teacher_forcing=config.teacher_forcing,
-                seed=config.seed,
-                masked=config.masked_loss,
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{stats['loss']:.4f}")
-        if step % config.log_every == 0 or step == stop:
-            history.append(
-                {"step": step, "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm), **stats}
-            )
-        last = step == config.steps
-        if rank == 0 and eval_loader is not None and (step % config.eval_every == 0 or last):
-            result.eval = evaluate(model, eval_loader, current_slot=eval_set.current_slot)
-            history.append({"step": step, **{f"eval/{k}": v for k, v in result.eval.items()}})
-            score = result.eval.get("sparse/demo_mse", math.inf)
-            if score < best:
-                best = score
-                result.best_dir = save_pretrained(model, out_dir / "best")
-            model.train()
-        if step % config.checkpoint_every == 0 or step == stop:
-            rng = [_rng_state(device)]
-            if world > 1:
-                gathered = [None] * world
-                dist.all_gather_object(gathered, rng[0])
-                rng = gathered
-            if rank == 0:
-                _write_checkpoint(
-                    out_dir,
-                    model,
+            model.load_state_dict(from_pretrained(found).state_dict())
+            state = torch.load(found / "train_state.pt", map_location="cpu", weights_only=True)
+            if state["config"] != dataclasses.asdict(config):
+                raise ValueError(
+                    f"`{found}` was written with other training settings; resume with the same TrainConfig "
+                    f"or pass resume=False / a new out_dir. Saved: {state['config']}"
+                )
+            if state["world_size"] != world:
+                raise ValueError(
+                    f"`{found}` was written by {state['world_size']} rank(s), but this run has {world}: the "
+                    "data stream is split per rank, so resume with the same number of ranks (or resume=False)"
+                )
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"][rank], device)
+            step, history, best = state["step"], state["history"], state["best"]
+        ddp = model
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        collate = RewindCollate(
+            task_features,
+            negative_text_features=negative_text_features,
+            negative_texts=negative_texts,
+            rewind_probability=config.rewind_probability,
+            language_negative_probability=config.language_negative_probability,
+            seed=config.seed,
+        )
+        stop = config.steps if stop_after is None else min(config.steps, step + stop_after)
+        loader = DataLoader(
+            _Stream(train_set, config.seed),
+            batch_size=config.batch_size,
+            collate_fn=collate,
+            sampler=_Positions(step, stop, config.batch_size, world, rank),
+            num_workers=config.num_workers,
+            generator=torch.Generator().manual_seed(config.seed),  # else the loader draws from the global RNG
+        )
+        eval_loader = None
+        if eval_set is not None:
+            clean = RewindCollate(task_features, rewind_probability=0.0, language_negative_probability=0.0)
+            eval_loader = DataLoader(eval_set, batch_size=config.eval_batch_size, collate_fn=clean)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda")
+        result = TrainResult(step=step, history=history)
+        bar = tqdm(total=config.steps, initial=step, desc="sarm train", disable=not progress or rank != 0)
+        model.train()
+        for batch in loader:
+            with autocast:
+                loss, stats = sarm_loss(
+                    ddp,
+                    batch,
+                    teacher_forcing=config.teacher_forcing,
+                    seed=config.seed,
+                    masked=config.masked_loss,
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.4f}")
+            if step % config.log_every == 0 or step == stop:
+                history.append(
                     {
                         "step": step,
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": rng,
-                        "history": history,
-                        "best": best,
-                        "config": dataclasses.asdict(config),
-                        "world_size": world,
-                    },
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "grad_norm": float(grad_norm),
+                        **stats,
+                    }
                 )
-    bar.close()
-    result.step = step
-    if rank == 0 and step == config.steps:
-        result.model_dir = save_pretrained(model, out_dir / "model")
-        _write_history(out_dir, history)
-    if world > 1:
-        dist.barrier()
-    if owns_group:
-        dist.destroy_process_group()
-    return result
+            last = step == config.steps
+            if rank == 0 and eval_loader is not None and (step % config.eval_every == 0 or last):
+                result.eval = evaluate(model, eval_loader, current_slot=eval_set.current_slot)
+                history.append({"step": step, **{f"eval/{k}": v for k, v in result.eval.items()}})
+                score = result.eval.get("sparse/demo_mse", math.inf)
+                if score < best:
+                    best = score
+                    result.best_dir = save_pretrained(model, out_dir / "best")
+                model.train()
+            if step % config.checkpoint_every == 0 or step == stop:
+                rng = [_rng_state(device)]
+                if world > 1:
+                    gathered = [None] * world
+                    dist.all_gather_object(gathered, rng[0])
+                    rng = gathered
+                if rank == 0:
+                    _write_checkpoint(
+                        out_dir,
+                        model,
+                        {
+                            "step": step,
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "rng": rng,
+                            "history": history,
+                            "best": best,
+                            "config": dataclasses.asdict(config),
+                            "world_size": world,
+                        },
+                    )
+        bar.close()
+        result.step = step
+        if rank == 0 and step == config.steps:
+            result.model_dir = save_pretrained(model, out_dir / "model")
+            _write_history(out_dir, history)
+        if world > 1:
+            dist.barrier()
+        if owns_group:
+            dist.destroy_process_group()
+        return result

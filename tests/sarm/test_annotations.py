@@ -16,7 +16,8 @@ from sarm.annotations import (
     read_spans,
     validate_spans,
 )
-from sarm.labels import Span, StageSchema, schema_from_annotations
+from sarm.labels import Span, StageSchema
+from sarm.proportions import schema_from_annotations
 from tests.conftest import SHARED
 
 EPISODES_FILE = (

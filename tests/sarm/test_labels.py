@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sarm.labels import Span, StageSchema, TaskSchemas, schema_from_annotations, temporal_proportions
+from sarm.labels import Span, StageSchema, TaskSchemas
+from sarm.proportions import schema_from_annotations, temporal_proportions
 
 ABC = StageSchema(names=["a", "b", "c"], proportions=[0.3, 0.2, 0.5])
 ABC_SPANS = [("a", 0, 29), ("b", 30, 49), ("c", 50, 99)]
