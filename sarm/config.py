@@ -130,9 +130,12 @@ class SARMConfig:
         """The slot that shows the anchor frame t, where progress of frame t is read."""
         return self.n_obs_steps // 2 if self.window == "centered" else self.n_obs_steps
 
-    def task_schemas(self, head: str) -> TaskSchemas:
+    def check_head(self, head: str) -> None:
         if head not in self.schemas:
             raise ValueError(f"head {head!r} is not in this model; its heads are {list(self.heads)}")
+
+    def task_schemas(self, head: str) -> TaskSchemas:
+        self.check_head(head)
         return TaskSchemas.from_dict(self.schemas[head])
 
     def num_stages(self, head: str) -> int:

@@ -154,10 +154,6 @@ class SARM(nn.Module):
                 )
         return rearrange(video, "b t n e -> b n t e"), text, state, lengths
 
-    def _check_head(self, head: str) -> None:
-        if head not in self.config.heads:
-            raise ValueError(f"head {head!r} is not in this model; its heads are {list(self.config.heads)}")
-
     # ---- training forward ---------------------------------------------------------------------------
     def forward(
         self,
@@ -176,7 +172,7 @@ class SARM(nn.Module):
         """
         heads = tuple(heads or self.config.heads)
         for head in heads:
-            self._check_head(head)
+            self.config.check_head(head)
         video, text, state, lengths = self._inputs(text_features, video_features, state_features, lengths)
         fused = self.stage_model(video, text, state, lengths)  # one stage trunk pass serves every head
         logits = {h: self.stage_model.heads[h](fused) for h in heads}
@@ -228,7 +224,7 @@ class SARM(nn.Module):
         `soft=True` takes the expectation over stages, sum_k p_k (P[k] + alpha_k tau_k), running the
         tau model once per stage.
         """
-        self._check_head(head)
+        self.config.check_head(head)
         was_training = self.training
         self.eval()
         try:

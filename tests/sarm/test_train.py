@@ -137,6 +137,12 @@ def test_ranks_take_disjoint_slices_of_one_global_stream():
     assert sorted(ranks[0] + ranks[1]) == single
 
 
+def _tiny_model(schemas, **overrides) -> SARM:
+    """A one-layer model that takes `_batch()` inputs."""
+    size = dict(image_dim=16, text_dim=8, max_state_dim=4, hidden_dim=16, num_layers=1, num_heads=2)
+    return SARM(SARMConfig(**size, schemas=schemas, **overrides))
+
+
 def _batch(b=4, t=7):
     g = torch.Generator().manual_seed(3)
     targets = torch.rand(b, t, generator=g) * 2.99
@@ -152,18 +158,7 @@ def _batch(b=4, t=7):
 
 def test_loss_is_masked_by_lengths():
     schemas = {"sparse": {"*": {"names": ["a", "b", "c"], "proportions": [0.2, 0.3, 0.5]}}}
-    model = SARM(
-        SARMConfig(
-            image_dim=16,
-            text_dim=8,
-            max_state_dim=4,
-            hidden_dim=16,
-            num_layers=1,
-            num_heads=2,
-            dropout=0.0,
-            schemas=schemas,
-        )
-    )
+    model = _tiny_model(schemas, dropout=0.0)
     batch = _batch()
     other = {**batch, "targets": {"sparse": batch["targets"]["sparse"].clone()}}
     other["targets"]["sparse"][2, 3:] = 0.0  # change only padded slots of sample 2
@@ -251,17 +246,7 @@ def test_a_head_without_targets_is_an_error():
         "sparse": {"*": {"names": ["a", "b"], "proportions": [0.5, 0.5]}},
         "dense": {"*": {"names": ["x", "y"], "proportions": [0.5, 0.5]}},
     }
-    model = SARM(
-        SARMConfig(
-            image_dim=16,
-            text_dim=8,
-            max_state_dim=4,
-            hidden_dim=16,
-            num_layers=1,
-            num_heads=2,
-            schemas=schemas,
-        )
-    )
+    model = _tiny_model(schemas)
     with pytest.raises(ValueError, match=r"heads \['dense'\] would stay untrained"):
         sarm_loss(model, _batch())
 
