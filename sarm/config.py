@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sarm.labels import StageSchema, TaskSchemas
 
 __all__ = ["ATTENTION_MODES", "HEADS", "WINDOW_MODES", "SARMConfig"]
@@ -58,6 +60,11 @@ class SARMConfig:
     max_rewind_steps: int = 4  # extra slots for rewind augmentation: 1 + 8 + 4 = 13 slots
     # stages: head ("sparse" | "dense") -> task text ("*" = any task) -> {"names", "proportions"}
     schemas: dict[str, dict[str, dict[str, list]]] = field(default_factory=_single_stage)
+    # robot-state normalisation the data pipeline applies before the model, (x - mean) / (std + 1e-8)
+    # (LeRobot's MEAN_STD rule); None = the state is passed as it is. Saved with the model so a
+    # checkpoint scores new data exactly as it was trained.
+    state_mean: list[float] | None = None
+    state_std: list[float] | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -107,12 +114,43 @@ class SARMConfig:
         unknown = sorted(set(self.schemas) - set(HEADS))
         if unknown:
             raise ValueError(f"schemas has unknown heads {unknown}; heads are {list(HEADS)}")
+        self._check_state_stats()
         # normalise to plain JSON-able dicts, validating every schema on the way
         self.schemas = {
             head: TaskSchemas.from_dict(self.schemas[head]).to_dict()
             for head in HEADS
             if head in self.schemas
         }
+
+    def _check_state_stats(self) -> None:
+        if (self.state_mean is None) != (self.state_std is None):
+            raise ValueError("state_mean and state_std should be given together (or both left None)")
+        if self.state_mean is None:
+            return
+        mean = np.asarray(self.state_mean, dtype=np.float64)
+        std = np.asarray(self.state_std, dtype=np.float64)
+        if mean.ndim != 1 or mean.shape != std.shape or mean.size > self.max_state_dim:
+            raise ValueError(
+                f"state_mean and state_std should be 1-D lists of the same length <= max_state_dim="
+                f"{self.max_state_dim}, but got lengths {mean.size} and {std.size}"
+            )
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std >= 0).all()):
+            raise ValueError("state_mean and state_std should be finite, with std >= 0")
+        self.state_mean, self.state_std = mean.tolist(), std.tolist()
+
+    def normalize_state(self, state: np.ndarray) -> np.ndarray:
+        """`(..., s)` raw robot state -> float32 `(state - mean) / (std + 1e-8)`; unchanged (as
+        float32) when the config holds no statistics."""
+        state = np.asarray(state, dtype=np.float32)
+        if self.state_mean is None:
+            return state
+        if state.shape[-1] != len(self.state_mean):
+            raise ValueError(
+                f"state has {state.shape[-1]} dimensions but this model's state_mean has "
+                f"{len(self.state_mean)}; pass the same state columns the model was trained on"
+            )
+        mean = np.asarray(self.state_mean, dtype=np.float32)
+        return (state - mean) / (np.asarray(self.state_std, dtype=np.float32) + np.float32(1e-8))
 
     # ---- derived facts -------------------------------------------------------------------------
     @property

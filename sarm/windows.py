@@ -176,7 +176,8 @@ def _per_frame(name: str, array: Any, num_frames: int) -> np.ndarray | torch.Ten
         if not array.is_floating_point():
             raise TypeError(f"{name} should hold floating-point values, but got dtype {array.dtype}")
     else:
-        array = np.asarray(array)  # keeps np.memmap a memmap view, no copy
+        if not _is_lazy(array):
+            array = np.asarray(array)  # keeps np.memmap a memmap view, no copy
         if not np.issubdtype(array.dtype, np.floating):
             raise TypeError(f"{name} should hold floating-point values, but got dtype {array.dtype}")
     if array.shape[0] != num_frames:
@@ -185,6 +186,14 @@ def _per_frame(name: str, array: Any, num_frames: int) -> np.ndarray | torch.Ten
             "pass one row per frame, episodes stored contiguously in the order of episode_lengths"
         )
     return array
+
+
+def _is_lazy(array: Any) -> bool:
+    """An array-like that gathers rows on demand (e.g. `FeatureCache.images`): has shape, dtype and
+    `__getitem__(int64 rows)`, but is not an ndarray (np.asarray would load it whole)."""
+    return not isinstance(array, np.ndarray) and all(
+        hasattr(array, name) for name in ("shape", "dtype", "ndim", "__getitem__")
+    ) and not hasattr(array, "__array__")
 
 
 def _first_non_finite(array: np.ndarray, episode_ends: np.ndarray, selected: np.ndarray) -> int | None:
