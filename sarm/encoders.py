@@ -217,6 +217,7 @@ class PixelEncoder(Encoder):
     ):
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim should be a positive integer value, but got dim={dim}")
+        _check_batch_size(batch_size)
         self.device = torch.device(device or "cpu")
         self.image_dim = self.text_dim = dim
         self.batch_size, self.seed = batch_size, seed
@@ -240,6 +241,11 @@ class PixelEncoder(Encoder):
                 digest = hashlib.blake2b(padded[i : i + 3].encode(), digest_size=2).digest()
                 counts[row, int.from_bytes(digest, "little") % 1024] += 1.0
         return counts @ self._text_proj
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -170,6 +170,10 @@ class FeatureCache:
         """(T, S) memory-mapped raw robot state of one episode (float32)."""
         return self._map(episode, "state")
 
+    def release(self) -> None:
+        """Drop the open memory maps (their pages stop counting as this process's memory)."""
+        self._maps.clear()
+
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
         """float32 (len(texts), text_dim) features of texts encoded when the cache was built."""
         unknown = [t for t in texts if t not in self._text_row]

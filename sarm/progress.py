@@ -208,6 +208,7 @@ def compute_progress(
         tmp = parts / f".episode_{episode:06d}.{os.getpid()}.tmp.npz"
         np.savez(tmp, **result)
         os.replace(tmp, _part(parts, episode))
+        cache.release()  # one episode's maps at a time: memory stays flat over the dataset
         bar.update(lengths[episode])
     bar.close()
     if all(_part(parts, int(e)).is_file() for e in cache.episodes):
