@@ -85,14 +85,17 @@ def _schemas(cache: FeatureCache, spans: Annotations, method: str) -> TaskSchema
 
 
 def _state_stats(cache: FeatureCache) -> tuple[list[float], list[float]]:
-    """Mean and population std of the raw state over every cached frame (float64 sums, per episode)."""
-    total, total_sq, count = 0.0, 0.0, 0
+    """Mean and population std of the raw state over every cached frame, merging per-episode
+    (count, mean, sum of squared deviations) in float64 (Chan et al.), so no E[x^2] - E[x]^2 loss."""
+    count, mean, m2 = 0, 0.0, 0.0
     for episode in cache.episodes:
         x = np.asarray(cache.episode_state(int(episode)), dtype=np.float64)
-        total, total_sq, count = total + x.sum(0), total_sq + (x * x).sum(0), count + x.shape[0]
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
-    return mean.tolist(), std.tolist()
+        n, mu = x.shape[0], x.mean(0)
+        delta, total = mu - mean, count + n
+        mean = mean + delta * (n / total)
+        m2 = m2 + ((x - mu) ** 2).sum(0) + delta * delta * (count * n / total)
+        count = total
+    return np.asarray(mean).tolist(), np.sqrt(m2 / count).tolist()
 
 
 class _NormalizedState:

@@ -156,7 +156,11 @@ class CLIPEncoder(Encoder):
                 f"batch_size should be a positive integer value, but got batch_size={batch_size}"
             )
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = open_clip.create_model(model, pretrained=pretrained, device=self.device).eval()
+        # random weights (pretrained=None) are a function of the spec, so a resumed or sharded cache
+        # never mixes two random models; the caller's RNG is left alone
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(0)
+            self.model = open_clip.create_model(model, pretrained=pretrained, device=self.device).eval()
         self.model.requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(model)
         self.spec = f"clip:{model}" + (f"/{pretrained}" if pretrained else "")

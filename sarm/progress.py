@@ -42,7 +42,7 @@ from sarm.windows import window_frames
 
 __all__ = ["compute_progress", "merge_progress", "score_episode"]
 
-_ROW_GROUP = 1 << 20
+_ROW_GROUP = 1 << 18  # rows per row group: bounds the merge's memory
 
 
 def score_episode(
@@ -281,7 +281,7 @@ def merge_progress(
                         )
             pending.append(pa.Table.from_arrays(arrays, schema=schema))
             rows += length
-            if rows >= _ROW_GROUP:  # row groups of ~1M rows: memory bounded, few row groups
+            if rows >= _ROW_GROUP:  # bounded memory, few row groups
                 writer.write_table(pa.concat_tables(pending))
                 pending, rows = [], 0
         if pending:
