@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     n_ours = int(sum(ds.episode_lengths[ds.episode_position(e)] for e in args.episodes))
     ours_fps, base_fps = n_ours / (feat_s + prog_s), len(frames) / base_s
     diff = float(np.abs(mine[frames] - base).max())
-    small, large = (20, 200) if args.quick else (50, 1000)
+    small, large = (20, 200) if args.quick else (50, 2000)
     rss = {n: peak_rss_mb(n, 300) for n in (small, large)}
 
     lines = [

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import warnings
 from collections.abc import Iterator, Mapping
 from functools import cached_property
@@ -38,22 +37,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sarm.video import V21_VIDEO, V30_VIDEO, FrameNotFoundError, decode_at, locate_videos
+from sarm.layout import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS  # public name of sarm.data too
+from sarm.layout import (
+    DatasetError,
+    MissingVideoError,
+    camera_features,
+    column_to_numpy,
+    episode_tasks,
+    episode_videos,
+    listing,
+    meta_stats,
+    missing_column,
+    read_episodes,
+    read_info,
+    reconcile,
+    resolve_root,
+    scan_v2,
+    scan_v3,
+)
+from sarm.video import FrameNotFoundError, decode_at
 
 __all__ = ["DatasetError", "LeRobotDataset", "MissingVideoError", "open_dataset"]
 
-SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
-_V21_DATA = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MISSING_MODES = ("error", "skip")
-
-
-class DatasetError(ValueError):
-    """The dataset on disk is not what `sarm.data` can read; the message names the file and the fix."""
-
-
-class MissingVideoError(DatasetError, FileNotFoundError):
-    """A video file that an episode needs is not on disk."""
 
 
 def open_dataset(
@@ -85,63 +91,8 @@ def open_dataset(
             default half a frame period, `0.5 / fps` (the nearest decoded frame is always taken, so
             this only rejects dropped frames or a misplaced episode; LeRobot allows 1e-4 s).
     """
-    root = _resolve_root(source, revision)
+    root = resolve_root(source, revision)
     return LeRobotDataset(root, keys=keys, missing_videos=missing_videos, tolerance_s=tolerance_s)
-
-
-def _resolve_root(source: str | os.PathLike, revision: str | None) -> Path:
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    text = str(source)
-    if isinstance(source, str) and _REPO_ID.match(text):
-        from huggingface_hub import snapshot_download
-
-        home = os.environ.get("HF_HOME")
-        cache = os.environ.get("HF_HUB_CACHE") or (os.path.join(home, "hub") if home else None)
-        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-        try:
-            local = snapshot_download(
-                text, repo_type="dataset", revision=revision, cache_dir=cache, local_files_only=offline
-            )
-        except Exception as e:
-            raise FileNotFoundError(
-                f"{text!r} is not a local directory, and fetching it as a Hub dataset failed "
-                f"({type(e).__name__}: {e}); pass an existing dataset root, or check the repo id, the "
-                "revision and the network (with HF_HUB_OFFLINE=1 only the local cache is read)"
-            ) from e
-        return Path(local)
-    raise FileNotFoundError(
-        f"dataset root `{path}` does not exist; pass a LeRobot dataset root (the folder holding "
-        "meta/info.json) or a Hub repo id such as 'user/name'"
-    )
-
-
-def _listing(values: Any) -> str:
-    return str([int(v) for v in np.asarray(values).reshape(-1)])
-
-
-def _to_numpy(column: pa.ChunkedArray | pa.Array, name: str, path: Path) -> np.ndarray:
-    """A numeric parquet column as numpy: scalars `(n,)`, lists of one length `(n, d)`."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    kind = arr.type
-    if pa.types.is_fixed_size_list(kind):
-        return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), kind.list_size)
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        sizes = arr.value_lengths().to_numpy(zero_copy_only=False)
-        if sizes.size and (sizes != sizes[0]).any():
-            raise DatasetError(
-                f"column `{name}` in `{path}` holds lists of different lengths ({int(sizes.min())} to "
-                f"{int(sizes.max())}); only fixed-length vectors can be read as an array, use table()"
-            )
-        return (
-            arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), int(sizes[0]) if sizes.size else 0)
-        )
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-        return arr.to_numpy(zero_copy_only=False)
-    raise DatasetError(
-        f"column `{name}` in `{path}` has type {kind}, not a number or vector; read it with table()"
-    )
 
 
 class LeRobotDataset:
@@ -173,55 +124,44 @@ class LeRobotDataset:
         if tolerance_s is not None and not tolerance_s > 0:
             raise ValueError(f"tolerance_s should be a positive number, but got tolerance_s={tolerance_s!r}")
         self.root = Path(root)
-        info_path = self.root / "meta" / "info.json"
-        if not info_path.is_file():
-            raise DatasetError(
-                f"`{self.root}` is not a LeRobot dataset root: `{info_path}` not found; pass the folder "
-                "that holds meta/ and data/ (for a Hub dataset, its snapshot folder)"
-            )
-        self.info: dict = json.loads(info_path.read_text())
-        self.version = str(self.info.get("codebase_version"))
-        if self.version not in SUPPORTED_VERSIONS:
-            raise DatasetError(
-                f"`{info_path}` has codebase_version {self.version!r}; supported: "
-                f"{list(SUPPORTED_VERSIONS)}. Convert the dataset with LeRobot's conversion scripts"
-            )
+        self.info, self.version = read_info(self.root)
         self.fps = float(self.info["fps"])
         self.tolerance_s = 0.5 / self.fps if tolerance_s is None else float(tolerance_s)
         self._keys = {str(k): str(v) for k, v in (keys or {}).items()}
         self._v3 = self.version == "v3.0"
         self._missing_mode = missing_videos
         self._last: tuple[int, str, np.ndarray] | None = None
-        meta = self._read_meta()
-        self._files, file_rows, data_eps, data_lengths = self._scan_v3() if self._v3 else self._scan_v2(meta)
+        meta = read_episodes(self.root, self.version)
+        if self._v3:
+            scan = scan_v3(self.root, self._raw("episode_index"), self._keys)
+        else:
+            scan = scan_v2(self.root, self.info, meta)
+        self._files, file_rows, data_eps, data_lengths = scan
         if not data_lengths.sum():
             raise DatasetError(
                 f"no data rows under `{self.root / 'data'}`; the episodes' parquet files are missing or empty"
             )
         self._file_starts = np.concatenate([[0], np.cumsum(file_rows)]).astype(np.int64)  # (F + 1,)
-        self._reconcile(meta, data_eps, data_lengths)
+        self.episodes, self.episode_lengths = data_eps, data_lengths
+        self.episode_starts = np.concatenate([[0], np.cumsum(data_lengths)[:-1]]).astype(np.int64)
+        self.num_episodes, self.num_frames = int(data_eps.size), int(data_lengths.sum())
+        reconcile(self.root, self.info, meta, data_eps, data_lengths)  # warns where the metadata disagrees
         self._columns = pq.read_schema(self._files[0]).names if self._files else []
-        cameras = {
-            k: f for k, f in self.info.get("features", {}).items() if f.get("dtype") in ("video", "image")
-        }
-        unknown = {c: v for c, v in self._keys.items() if v not in self._columns and v not in cameras}
-        if unknown:
-            raise DatasetError(
-                f"keys={unknown} names columns that `{self.root}` does not have; data columns: "
-                f"{self._columns}, cameras: {list(cameras)}"
-            )
-        inverse = {v: k for k, v in self._keys.items()}
-        self._cameras = {inverse.get(raw, raw): (raw, feature["dtype"]) for raw, feature in cameras.items()}
+        self._cameras = camera_features(self.root, self.info, self._keys, self._columns)
         self.camera_keys = list(self._cameras)
         self.state_key, self.action_key = self._raw("observation.state"), self._raw("action")
-        self.tasks = self._episode_tasks(meta)
+        self.tasks = episode_tasks(
+            self.root, meta, self.episodes, self.episode_lengths, lambda eps: self.column("task_index", eps)
+        )
         self.task_texts = list(dict.fromkeys(self.tasks))
         self._videos = {
-            cam: self._locate_videos(cam, meta) for cam, (_, kind) in self._cameras.items() if kind == "video"
+            cam: episode_videos(self.root, self.info, self.version, raw, self.episodes, meta)
+            for cam, (raw, kind) in self._cameras.items()
+            if kind == "video"
         }
         missing = {cam: self.missing_videos(cam) for cam in self._videos}
         if missing_videos == "skip" and any(m.size for m in missing.values()):
-            listed = "; ".join(f"{cam}: {_listing(m)}" for cam, m in missing.items() if m.size)
+            listed = "; ".join(f"{cam}: {listing(m)}" for cam, m in missing.items() if m.size)
             warnings.warn(
                 f"skipping episodes whose video file is missing under `{self.root}`: {listed}", stacklevel=3
             )
@@ -230,168 +170,6 @@ class LeRobotDataset:
 
     def _raw(self, name: str) -> str:
         return self._keys.get(name, name)
-
-    def _read_meta(self) -> dict[str, Any]:
-        """Episode metadata: `episode_index`, `length` (int64 arrays), `tasks` and, for v3.0, the table."""
-        if not self._v3:
-            path = self.root / "meta" / "episodes.jsonl"
-            if not path.is_file():
-                raise DatasetError(f"`{path}` not found; a {self.version} dataset lists its episodes there")
-            rows = sorted(
-                (json.loads(line) for line in path.read_text().splitlines() if line.strip()),
-                key=lambda r: r["episode_index"],
-            )
-            return {
-                "episode_index": np.array([r["episode_index"] for r in rows], dtype=np.int64),
-                "length": np.array([r.get("length", -1) for r in rows], dtype=np.int64),
-                "tasks": [r.get("tasks") or None for r in rows],
-            }
-        paths = sorted((self.root / "meta" / "episodes").rglob("*.parquet"))
-        if not paths:
-            raise DatasetError(
-                f"no `meta/episodes/**/*.parquet` under `{self.root}`; a v3.0 dataset lists its episodes "
-                "there"
-            )
-        tables = []
-        for p in paths:
-            names = [n for n in pq.read_schema(p).names if not n.startswith(("stats/", "meta/"))]
-            tables.append(pq.read_table(p, columns=names))
-        table = pa.concat_tables(tables, promote_options="default").sort_by("episode_index")
-        has = set(table.column_names)
-        return {
-            "episode_index": table["episode_index"].to_numpy().astype(np.int64),
-            "length": table["length"].to_numpy().astype(np.int64)
-            if "length" in has
-            else np.full(len(table), -1),
-            "tasks": table["tasks"].to_pylist() if "tasks" in has else [None] * len(table),
-            "table": table,
-        }
-
-    def _scan_v2(self, meta: dict) -> tuple[list[Path], np.ndarray, np.ndarray, np.ndarray]:
-        """One data file per episode; its row count is the episode's length."""
-        template, size = self.info.get("data_path", _V21_DATA), int(self.info.get("chunks_size", 1000))
-        files, lengths = [], []
-        for ep in meta["episode_index"].tolist():
-            path = self.root / template.format(
-                episode_chunk=ep // size, episode_index=ep, chunk_index=ep // size, file_index=ep
-            )
-            if not path.is_file():
-                raise DatasetError(
-                    f"data file `{path}` of episode {ep} (listed in meta/episodes.jsonl) not found; restore "
-                    "it, or remove the episode from meta/episodes.jsonl"
-                )
-            files.append(path)
-            lengths.append(pq.read_metadata(path).num_rows)
-        rows = np.asarray(lengths, dtype=np.int64)
-        keep = rows > 0  # an empty file is an episode without data: left out, with a warning
-        files = [f for f, k in zip(files, keep, strict=True) if k]
-        return files, rows[keep], meta["episode_index"][keep], rows[keep]
-
-    def _scan_v3(self) -> tuple[list[Path], np.ndarray, np.ndarray, np.ndarray]:
-        """Data files hold runs of episodes; read each file's episode column once to count its rows."""
-        files, column = sorted((self.root / "data").rglob("*.parquet")), self._raw("episode_index")
-        runs, sizes, file_rows = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], []
-        for path in files:
-            if column not in (names := pq.read_schema(path).names):
-                raise self._missing_column(column, names, path)
-            e = pq.read_table(path, columns=[column]).column(0).to_numpy().astype(np.int64)
-            cut = np.flatnonzero(np.diff(e)) + 1
-            runs.append(e[np.r_[0, cut]] if e.size else e)
-            sizes.append(np.diff(np.r_[0, cut, e.size]) if e.size else e)
-            file_rows.append(e.size)
-        runs, sizes = np.concatenate(runs), np.concatenate(sizes)
-        new = np.r_[True, runs[1:] != runs[:-1]] if runs.size else np.zeros(0, bool)
-        episodes = runs[new]  # an episode continued in the next file is one run
-        if np.any(np.diff(episodes) <= 0):
-            bad = int(episodes[np.flatnonzero(np.diff(episodes) <= 0)[0] + 1])
-            raise DatasetError(
-                f"rows of episode {bad} in `{self.root / 'data'}` are not stored in one run after the "
-                "previous episode; sarm.data reads episodes in storage order and needs them sorted by "
-                "episode_index"
-            )
-        lengths = np.bincount(np.cumsum(new) - 1, weights=sizes, minlength=episodes.size).astype(np.int64)
-        return files, np.asarray(file_rows, np.int64), episodes, lengths
-
-    def _reconcile(self, meta: dict, data_eps: np.ndarray, data_lengths: np.ndarray) -> None:
-        """Take episodes and lengths from the data; warn where metadata or info.json disagree."""
-        self.episodes, self.episode_lengths = data_eps, data_lengths
-        self.episode_starts = np.concatenate([[0], np.cumsum(data_lengths)[:-1]]).astype(np.int64)
-        self.num_episodes, self.num_frames = int(data_eps.size), int(data_lengths.sum())
-        meta_eps, meta_len = meta["episode_index"], meta["length"]
-        notes = []
-        only_meta = np.setdiff1d(meta_eps, data_eps)
-        if only_meta.size:
-            notes.append(
-                f"episodes {_listing(only_meta)} are in the episode metadata but have no data rows (left out)"
-            )
-        only_data = np.setdiff1d(data_eps, meta_eps)
-        if only_data.size:
-            notes.append(f"episodes {_listing(only_data)} have data rows but no episode metadata")
-        common, in_meta, in_data = np.intersect1d(meta_eps, data_eps, return_indices=True)
-        differ = (meta_len[in_meta] >= 0) & (meta_len[in_meta] != data_lengths[in_data])
-        if differ.any():
-            shown = ", ".join(
-                f"episode {e}: length {m} in metadata, {d} rows in data"
-                for e, m, d in zip(
-                    common[differ][:20],
-                    meta_len[in_meta][differ][:20],
-                    data_lengths[in_data][differ][:20],
-                    strict=True,
-                )
-            )
-            notes.append(f"{int(differ.sum())} episode lengths disagree ({shown})")
-        for key, actual in (("total_episodes", self.num_episodes), ("total_frames", self.num_frames)):
-            if key in self.info and int(self.info[key]) != actual:
-                notes.append(f"info.json says {key}={self.info[key]} but the data has {actual}")
-        if notes:
-            warnings.warn(f"`{self.root}`: " + "; ".join(notes) + "; using the data files", stacklevel=4)
-
-    def _episode_tasks(self, meta: dict) -> list[str]:
-        """First task text per episode: from the episode metadata, else via task_index and the tasks table."""
-        by_episode = {int(e): t[0] for e, t in zip(meta["episode_index"], meta["tasks"], strict=True) if t}
-        todo = [p for p, e in enumerate(self.episodes.tolist()) if e not in by_episode]
-        if todo:
-            first = self.column("task_index", self.episodes[todo])
-            starts = np.concatenate([[0], np.cumsum(self.episode_lengths[todo])[:-1]])
-            texts = self._task_table()
-            for p, t in zip(todo, first[starts].tolist(), strict=True):
-                if t not in texts:
-                    raise DatasetError(
-                        f"task_index {t} of episode {self.episodes[p]} is not in the tasks table of "
-                        f"`{self.root}`"
-                    )
-                by_episode[int(self.episodes[p])] = texts[t]
-        return [by_episode[e] for e in self.episodes.tolist()]
-
-    def _task_table(self) -> dict[int, str]:
-        meta = self.root / "meta"
-        if (meta / "tasks.jsonl").is_file():
-            rows = [
-                json.loads(line) for line in (meta / "tasks.jsonl").read_text().splitlines() if line.strip()
-            ]
-            return {int(r["task_index"]): r["task"] for r in rows}
-        if (meta / "tasks.parquet").is_file():
-            t = pq.read_table(meta / "tasks.parquet")
-            text = "task" if "task" in t.column_names else "__index_level_0__"
-            return dict(zip(t["task_index"].to_pylist(), t[text].to_pylist(), strict=True))
-        raise DatasetError(
-            f"no meta/tasks.jsonl or meta/tasks.parquet under `{self.root}` to name the episodes' tasks"
-        )
-
-    def _locate_videos(self, camera: str, meta: dict) -> tuple[list[Path], np.ndarray, np.ndarray]:
-        raw, table = self._cameras[camera][0], meta.get("table")
-        shared = None
-        if table is not None:  # v3.0: (chunk_index, file_index, from_timestamp) per episode
-            cols = [f"videos/{raw}/{c}" for c in ("chunk_index", "file_index", "from_timestamp")]
-            has = set(cols) <= set(table.column_names)
-            values = [table[c].to_pylist() for c in cols] if has else []
-            episodes = meta["episode_index"].tolist() if has else []
-            shared = {int(e): (c, f, float(t)) for e, c, f, t in zip(episodes, *values, strict=True)}
-        template = self.info.get("video_path") or (V30_VIDEO if self._v3 else V21_VIDEO)
-        size = int(self.info.get("chunks_size", 1000))
-        return locate_videos(
-            self.root, raw, self.episodes, template=template, chunks_size=size, shared=shared
-        )
 
     # ------------------------------------------------------------------------------------- episodes
 
@@ -405,7 +183,7 @@ class LeRobotDataset:
         bad = wanted[(self.episodes[pos] != wanted) if self.num_episodes else np.ones(wanted.size, bool)]
         if bad.size:
             raise DatasetError(
-                f"episodes {_listing(bad)} are not in `{self.root}`; it holds {self.num_episodes} episodes "
+                f"episodes {listing(bad)} are not in `{self.root}`; it holds {self.num_episodes} episodes "
                 f"(episode_index {int(self.episodes.min(initial=0))}..{int(self.episodes.max(initial=-1))}; "
                 "see `episodes`)"
             )
@@ -418,17 +196,8 @@ class LeRobotDataset:
 
     # -------------------------------------------------------------------------------------- columns
 
-    def _missing_column(
-        self, raw: str, available: list[str] | None = None, where: Any = None
-    ) -> DatasetError:
-        available = self._columns if available is None else available
-        where = where or (self._files[0] if self._files else self.root)
-        canonical = next((k for k, v in self._keys.items() if v == raw), raw)
-        mapped = f" (mapped from {canonical!r} by keys=)" if canonical != raw else ""
-        return DatasetError(
-            f"column `{raw}`{mapped} not found in `{where}`; available: {available}. If the dataset names it "
-            f"differently, pass keys={{{canonical!r}: <its name>}} to open_dataset"
-        )
+    def _missing_column(self, raw: str) -> DatasetError:
+        return missing_column(raw, self._columns, self._files[0] if self._files else self.root, self._keys)
 
     def column(self, name: str, episodes: Any = None) -> np.ndarray:
         """A numeric data column for all frames, or for `episodes` (sorted, in concatenated order).
@@ -466,7 +235,7 @@ class LeRobotDataset:
         if self._last is not None and self._last[:2] == (file, raw):
             return self._last[2]
         path = self._files[file]
-        data = _to_numpy(pq.read_table(path, columns=[raw]).column(0), raw, path)
+        data = column_to_numpy(pq.read_table(path, columns=[raw]).column(0), raw, path)
         self._last = (file, raw, data)
         return data
 
@@ -528,24 +297,8 @@ class LeRobotDataset:
         weighted mean, `var = sum(n_i (std_i^2 + mean_i^2)) / N - mean^2`), else computed from the data.
         """
         raw = self._raw(key)
-        path = self.root / "meta" / "stats.json"
-        if path.is_file() and raw in (stats := json.loads(path.read_text())):
-            return np.asarray(stats[raw]["mean"], np.float64), np.asarray(stats[raw]["std"], np.float64)
-        path = self.root / "meta" / "episodes_stats.jsonl"
-        if path.is_file():
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            per_episode = {r["episode_index"]: r["stats"].get(raw) for r in rows}
-            found = [per_episode.get(e) for e in self.episodes.tolist()]
-            if all(found):
-                n = [
-                    np.ravel(s.get("count", [m]))[0] for s, m in zip(found, self.episode_lengths, strict=True)
-                ]
-                means = np.stack([np.asarray(s["mean"], np.float64) for s in found])
-                stds = np.stack([np.asarray(s["std"], np.float64) for s in found])
-                w = np.asarray(n, np.float64).reshape(-1, *[1] * (means.ndim - 1)) / np.sum(n)
-                mean = (w * means).sum(0)
-                return mean, np.sqrt(np.maximum((w * (stds**2 + means**2)).sum(0) - mean**2, 0.0))
-        return self._data_stats(raw)
+        found = meta_stats(self.root, raw, self.episodes, self.episode_lengths)
+        return self._data_stats(raw) if found is None else found
 
     def _data_stats(self, raw: str) -> tuple[np.ndarray, np.ndarray]:
         """Mean and population std over all frames, merged file by file (Chan et al.)."""
@@ -596,7 +349,7 @@ class LeRobotDataset:
         paths, _, missing = self._video(camera)
         return MissingVideoError(
             f"video files of camera {camera!r} are missing for {int(missing.sum())} of {self.num_episodes} "
-            f"episodes: {_listing(self.episodes[missing])} (e.g. `{paths[int(np.argmax(missing))]}`); "
+            f"episodes: {listing(self.episodes[missing])} (e.g. `{paths[int(np.argmax(missing))]}`); "
             'restore the files, or pass missing_videos="skip" to open_dataset to leave those episodes out'
         )
 
@@ -618,7 +371,7 @@ class LeRobotDataset:
         local = np.arange(length) if frames is None else np.unique(np.asarray(frames, dtype=np.int64))
         if local.size and (local[0] < 0 or local[-1] >= length):
             raise ValueError(
-                f"frames should lie in 0..{length - 1} for episode {episode_index}, but got {_listing(local)}"
+                f"frames should lie in 0..{length - 1} for episode {episode_index}, but got {listing(local)}"
             )
         if missing[p]:
             raise self._missing_error(camera)
