@@ -134,6 +134,10 @@ class FeatureCache:
         """Planned episodes whose features are not written yet."""
         return np.setdiff1d(self.planned, self.episodes)
 
+    def length(self, episode: int) -> int:
+        """Frames of a planned episode."""
+        return int(self._length[int(episode)])
+
     def task(self, episode: int) -> str:
         return self._task[int(episode)]
 

@@ -189,8 +189,7 @@ def compute_progress(
         os.replace(tmp, marker)
 
     mine = [int(e) for e in cache.episodes[rank::world] if not _part(parts, int(e)).is_file()]
-    lengths = dict(zip(cache.episodes.tolist(), cache.episode_lengths.tolist(), strict=True))
-    bar = tqdm(total=sum(lengths[e] for e in mine), unit="frame", disable=not progress, desc="progress")
+    bar = tqdm(total=sum(cache.length(e) for e in mine), unit="frame", disable=not progress, desc="progress")
     for episode in mine:
         task = cache.task(episode)
         result = score_episode(
@@ -209,7 +208,7 @@ def compute_progress(
         np.savez(tmp, **result)
         os.replace(tmp, _part(parts, episode))
         cache.release()  # one episode's maps at a time: memory stays flat over the dataset
-        bar.update(lengths[episode])
+        bar.update(cache.length(episode))
     bar.close()
     if all(_part(parts, int(e)).is_file() for e in cache.episodes):
         return merge_progress(cache, out_path)
@@ -250,7 +249,7 @@ def merge_progress(
     last, pending, rows = -1, [], 0
     with pq.ParquetWriter(tmp, schema) as writer:
         for episode in order:
-            length = cache._length[episode]
+            length = cache.length(episode)
             first = cache.first_index(episode)
             if first <= last:
                 raise ValueError(f"episode {episode} overlaps the global index range of an earlier episode")
