@@ -63,6 +63,10 @@ class RABCWeightedSampler(Sampler[int]):
             the measured best: denser sorted keys mean fewer cache misses in the CDF (a chunk takes
             0.1-0.2 s at N = 10^7-10^8, under 1 s at 1.5 x 10^9, and ~40 MB of temporary arrays;
             see docs/benchmarks/sampler.md).
+        auto_epoch: for loops that never call `set_epoch` (LeRobot's and openpi's `cycle` over the
+            loader): each `__iter__` after the first starts the next epoch, so every pass has a new
+            order. The first `__iter__` after `set_epoch(e)` or `load_state_dict` uses that epoch
+            (and resumes mid-epoch), so `state_dict()` always names the epoch being iterated.
 
     Who shards:
         * accelerate / LeRobot / any trainer that splits batches itself: leave `num_replicas=None`.
@@ -103,8 +107,10 @@ class RABCWeightedSampler(Sampler[int]):
         rank: int | None = None,
         drop_last: bool = False,
         chunk_size: int = 1 << 20,
+        auto_epoch: bool = False,
     ) -> None:
-        for name, flag in (("replacement", replacement), ("drop_last", drop_last)):
+        flags = (("replacement", replacement), ("drop_last", drop_last), ("auto_epoch", auto_epoch))
+        for name, flag in flags:
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} should be a boolean value, but got {name}={flag!r}")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
@@ -144,6 +150,8 @@ class RABCWeightedSampler(Sampler[int]):
         self.drop_last = drop_last
         self.chunk_size = int(chunk_size)
         self.epoch = 0
+        self.auto_epoch = auto_epoch
+        self._epoch_started = False  # an iterator of `self.epoch` was handed out (auto_epoch)
         if replacement:
             self._cdf, self._weights = np.empty(self.num_frames, np.float64), None
             total, _ = scan_weights(w, self._cdf)
@@ -189,6 +197,9 @@ class RABCWeightedSampler(Sampler[int]):
         return len(self._kept_frames()) // self.num_replicas
 
     def __iter__(self) -> Iterator[int]:
+        if self.auto_epoch and self._epoch_started and not self._resume:
+            self.epoch += 1
+        self._epoch_started = True
         start = self._position() if self._resume else 0
         self._resume = False
         self._cursor_end, self._cursor_it = start, iter(())
@@ -200,6 +211,7 @@ class RABCWeightedSampler(Sampler[int]):
         """Select the epoch's order; a pending resume survives only if `epoch` is the saved one."""
         if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
             raise ValueError(f"epoch should be a non-negative integer, but got epoch={epoch!r}")
+        self._epoch_started = False  # the next __iter__ iterates `epoch` itself, even with auto_epoch
         if int(epoch) != self.epoch:
             self.epoch = int(epoch)
             self._resume = False
@@ -241,6 +253,7 @@ class RABCWeightedSampler(Sampler[int]):
             raise ValueError(f"position={position} is past the end of the epoch ({self._per_rank} per rank)")
         self._cursor_end, self._cursor_it = int(position), iter(())
         self._resume = True
+        self._epoch_started = False
 
     @property
     def nbytes(self) -> int:

@@ -164,6 +164,44 @@ def test_state_position_tracks_the_live_iterator_and_set_epoch_resets_it():
     assert len(_draws(s)) == 100  # no pending resume: a new iterator starts at 0
 
 
+@pytest.mark.parametrize("replacement", [True, False])
+def test_auto_epoch_gives_each_pass_the_next_epoch_and_resumes_mid_epoch(replacement):
+    w, kw = _rabc_like(200, seed=5), ({"num_samples": 40} if replacement else {})
+    by_epoch = []
+    for epoch in range(3):
+        ref = RABCWeightedSampler(w, replacement=replacement, seed=4, chunk_size=8, **kw)
+        ref.set_epoch(epoch)
+        by_epoch.append(_draws(ref))
+    auto = RABCWeightedSampler(w, replacement=replacement, seed=4, chunk_size=8, auto_epoch=True, **kw)
+    passes = [_draws(auto) for _ in range(3)]  # a `cycle(loader)` loop: iter() again, no set_epoch
+    for got, want in zip(passes, by_epoch, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert auto.epoch == 2
+    assert not np.array_equal(by_epoch[0], by_epoch[1])
+
+    it = iter(auto)  # epoch 3, stop mid-way; the state names the epoch being iterated
+    head = [next(it) for _ in range(5)]
+    state = auto.state_dict()
+    assert (state["epoch"], state["position"]) == (3, 5)
+    fresh = RABCWeightedSampler(w, replacement=replacement, seed=4, chunk_size=8, auto_epoch=True, **kw)
+    fresh.load_state_dict(state)
+    ref = RABCWeightedSampler(w, replacement=replacement, seed=4, chunk_size=8, **kw)
+    ref.set_epoch(3)
+    np.testing.assert_array_equal(np.concatenate([head, _draws(fresh)]), _draws(ref))
+    ref.set_epoch(4)
+    np.testing.assert_array_equal(_draws(fresh), _draws(ref))  # after the resumed pass: epoch 4
+
+    fresh.set_epoch(1)  # an explicit epoch is iterated itself, then auto-advance goes on from it
+    np.testing.assert_array_equal(_draws(fresh), by_epoch[1])
+    np.testing.assert_array_equal(_draws(fresh), by_epoch[2])
+
+
+def test_without_auto_epoch_every_pass_repeats_the_epoch():
+    s = RABCWeightedSampler(W, num_samples=40, chunk_size=8)
+    np.testing.assert_array_equal(_draws(s), _draws(s))
+    assert s.epoch == 0
+
+
 def test_load_state_dict_rejects_a_different_sampler():
     s = RABCWeightedSampler(W, num_samples=100, chunk_size=8)
     state = s.state_dict()
