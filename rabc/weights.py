@@ -229,13 +229,19 @@ class RABCWeights:
             return out
         return torch.from_numpy(out).to(indices.device, non_blocking=True)
 
-    def batch_weights(self, indices) -> tuple[torch.Tensor, dict[str, float]]:
-        """LeRobot's `compute_batch_weights`: weights normalised to sum to B, and raw-weight stats."""
-        raw = self.for_indices(torch.as_tensor(indices), missing="fallback")
+    def batch_weights(self, indices, missing: str = "fallback") -> tuple[torch.Tensor, dict[str, float]]:
+        """LeRobot's `compute_batch_weights`: weights normalised to sum to B, and raw-weight stats.
+
+        `missing` is as in `for_indices` (LeRobot: fallback); `stats["num_missing"]` counts this
+        batch's indices absent from the progress file.
+        """
+        before = self.num_missing_lookups
+        raw = self.for_indices(torch.as_tensor(indices), missing=missing)
         stats = {
             "mean_weight": float(raw.mean()),
             "num_zero_weight": float((raw == 0).sum()),
             "num_full_weight": float((raw == 1).sum()),
+            "num_missing": float(self.num_missing_lookups - before),
         }
         return raw * len(raw) / (raw.sum() + self.epsilon), stats
 
