@@ -61,8 +61,8 @@ def make_demo_dataset(root: Path, episodes: int = 4, frames: int = 60) -> Path:
             for j, angle in enumerate(episode[t]):
                 image[: int(8 + 50 * (1 + np.tanh(angle / 60)) / 2), j * 10 : j * 10 + 8, j % 3] = 255
             action = episode[min(t + 1, frames - 1)]
-            ds.add_frame({"observation.state": episode[t], "action": action, "observation.images.front": image,
-                          "task": "Pick the orange cube and place it in the box"})  # fmt: skip
+            frame = {"observation.state": episode[t], "action": action, "observation.images.front": image}
+            ds.add_frame({**frame, "task": "Pick the orange cube and place it in the box"})
         ds.save_episode()
     ds.finalize()
     return root
@@ -85,7 +85,9 @@ def write_standin_progress(root: Path) -> Path:
     """Time-linear progress, except a slip back to frame 15's value over frames 30-39 of every episode."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(sorted(root.glob("data/*/*.parquet")), columns=["index", "episode_index", "frame_index"])
+    table = pq.read_table(
+        sorted(root.glob("data/*/*.parquet")), columns=["index", "episode_index", "frame_index"]
+    )
     index, episode, frame = (table.column(c).to_numpy().astype(np.int64) for c in table.column_names)
     length = np.bincount(episode)[episode]
     progress = frame / np.maximum(length - 1, 1)
@@ -112,7 +114,9 @@ def train(mode: str, root: Path, progress: Path, out: Path, steps: int, policy: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, help="a local LeRobot dataset (default: write a demo one)")
-    parser.add_argument("--progress", type=Path, help="progress parquet (default: <root>/sarm_progress.parquet)")
+    parser.add_argument(
+        "--progress", type=Path, help="progress parquet (default: <root>/sarm_progress.parquet)"
+    )
     parser.add_argument("--mode", choices=["sampler", "loss", "both"], default="both")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("lerobot_rabc_demo"))

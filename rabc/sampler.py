@@ -15,6 +15,7 @@ rank sharding without communication.
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
@@ -26,6 +27,8 @@ from torch.utils.data import Sampler
 from rabc.draws import scan_weights, search_sorted_keys, thin_and_shuffle
 
 __all__ = ["RABCWeightedSampler"]
+
+log = logging.getLogger(__name__)
 
 _WINDOW_FACTOR = 8  # coarse CDF points per chunk ~ chunk_size / _WINDOW_FACTOR (measured best)
 _PLAIN_SEARCH_MAX = 1 << 21  # up to here the CDF is cache-sized: plain np.searchsorted is faster
@@ -180,7 +183,12 @@ class RABCWeightedSampler(Sampler[int]):
 
     @classmethod
     def from_distributed(cls, weights, **kwargs: Any) -> RABCWeightedSampler:
-        """Shard by `torch.distributed`'s world size and rank if it is initialised, else do not shard."""
+        """Shard by `torch.distributed`'s world size and rank if it is initialised, else do not shard.
+
+        For plain DDP only: under accelerate or LeRobot (which also initialise the process group)
+        the prepared loader shards every batch again, and each process would see 1/world^2 of the
+        data. There, build the sampler unsharded: `RABCWeightedSampler(weights, seed=...)`.
+        """
         if "num_replicas" in kwargs or "rank" in kwargs:
             raise TypeError(
                 "from_distributed() reads num_replicas and rank from torch.distributed; to set them "
@@ -213,6 +221,15 @@ class RABCWeightedSampler(Sampler[int]):
             raise ValueError(f"epoch should be a non-negative integer, but got epoch={epoch!r}")
         self._epoch_started = False  # the next __iter__ iterates `epoch` itself, even with auto_epoch
         if int(epoch) != self.epoch:
+            if self._resume:
+                log.warning(
+                    "set_epoch(%d) discards the resume loaded for epoch %d at position %d; call "
+                    "set_epoch(%d) (e.g. on accelerate's prepared loader) before iterating to resume",
+                    epoch,
+                    self.epoch,
+                    self._position(),
+                    self.epoch,
+                )
             self.epoch = int(epoch)
             self._resume = False
             self._cursor_end, self._cursor_it = 0, iter(())

@@ -481,3 +481,18 @@ def test_bad_arguments_raise(kwargs, error, match):
 def test_bad_epoch_raises():
     with pytest.raises(ValueError, match="epoch should be a non-negative integer, but got epoch=-1"):
         RABCWeightedSampler(W).set_epoch(-1)
+
+
+def test_set_epoch_that_discards_a_pending_resume_warns(caplog):
+    s = RABCWeightedSampler(W, num_samples=40, chunk_size=8)
+    s.set_epoch(2)
+    it = iter(s)
+    next(it)
+    state = s.state_dict()
+    fresh = RABCWeightedSampler(W, num_samples=40, chunk_size=8)
+    fresh.load_state_dict(state)
+    fresh.set_epoch(2)  # the saved epoch: the resume stays, no warning
+    assert not caplog.records
+    fresh.set_epoch(0)  # e.g. accelerate's first pass in a new process
+    assert "set_epoch(0) discards the resume loaded for epoch 2 at position 1" in caplog.text
+    assert len(_draws(fresh)) == 40  # epoch 0 from its start
