@@ -31,3 +31,8 @@ def fixtures_dir() -> Path:
             f"LeRobot fixtures not found at {FIXTURES}: the tests need ../shared beside the repository"
         )
     return FIXTURES
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the tests that import JAX last: JAX starts threads, and later DataLoader workers are forked."""
+    items.sort(key=lambda item: item.path.name == "test_openpi.py")  # stable: the rest keep their order
