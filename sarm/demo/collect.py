@@ -23,7 +23,16 @@ import numpy as np
 
 from sarm.demo.protocol import Protocol
 
-__all__ = ["STAGES", "TASK_TEXT", "Episode", "annotation_spans", "collect", "make_env", "stage_and_progress"]
+__all__ = [
+    "STAGES",
+    "TASK_TEXT",
+    "Episode",
+    "annotation_spans",
+    "collect",
+    "collect_rollouts",
+    "make_env",
+    "stage_and_progress",
+]
 
 STAGES = ("reach", "grasp", "transport")
 TASK_TEXT = {
@@ -172,12 +181,37 @@ def collect(task: str, episodes: Iterable[int], protocol: Protocol, render: bool
             env.set_task(mt1.train_tasks[e % len(mt1.train_tasks)])
             obs, _ = env.reset(seed=int(rng.integers(2**31)))
             mistake = _plan(rng, protocol)
-            yield _record(env, expert, obs, task, e, mistake, rng, protocol, render)
+            yield _record(env, expert.get_action, obs, task, e, mistake, rng, protocol, render)
     finally:
         env.close()
 
 
-def _record(env, expert, obs, task, e, mistake, rng, protocol: Protocol, render: bool) -> Episode:
+def collect_rollouts(
+    task: str, policy, count: int, protocol: Protocol, *, goal_seed: int, render: bool = True
+) -> Iterator[Episode]:
+    """Record `count` rollouts of `policy` (`.act(obs)` -> action chunk, executed whole, then re-planned)
+    on the goals of `MT1(task, seed=goal_seed)`, with the same recording rule as the demonstrations."""
+    import metaworld
+
+    _, env = make_env(task, protocol, render)
+    goals = metaworld.MT1(task, seed=goal_seed).train_tasks
+    try:
+        for r in range(count):
+            plan: list = []
+
+            def act(obs, plan=plan):
+                if not plan:
+                    plan.extend(policy.act(obs))
+                return plan.pop(0)
+
+            env.set_task(goals[r % len(goals)])
+            obs, _ = env.reset(seed=r)
+            yield _record(env, act, obs, task, r, None, None, protocol, render)
+    finally:
+        env.close()
+
+
+def _record(env, actor, obs, task, e, mistake, rng, protocol: Protocol, render: bool) -> Episode:
     states, actions, images, first_success, info = [], [], [], None, {"success": 0.0}
     obs0 = obs
     with warnings.catch_warnings():
@@ -185,7 +219,7 @@ def _record(env, expert, obs, task, e, mistake, rng, protocol: Protocol, render:
         for step in range(protocol.max_steps):
             if first_success is not None and step >= first_success + protocol.steps_after_success:
                 break
-            action = np.asarray(expert.get_action(obs), np.float32)
+            action = np.asarray(actor(obs), np.float32)
             if mistake is not None:
                 injected = _mistake_action(mistake, step, obs, obs0, action, rng, protocol, task)
                 action = action if injected is None else injected

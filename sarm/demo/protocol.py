@@ -62,8 +62,8 @@ class Protocol:
                 raise ValueError(f"{name} should be a range (lo, hi) with 0 <= lo <= hi, but got {(lo, hi)}")
 
     def describe(self) -> str:
-        """The protocol as indented JSON, to print with every result."""
-        return json.dumps(asdict(self), indent=2)
+        """The protocol, one field a line, to print with every result."""
+        return _describe(self)
 
 
 METHODS = (
@@ -90,7 +90,11 @@ class Evaluation:
     success_rule: tuple[float, float] = (0.8, 0.6)  # final progress > a and mean of last third > b
 
     def describe(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return _describe(self)
+
+
+def _describe(settings) -> str:
+    return "\n".join(f"  {key}: {json.dumps(value)}" for key, value in asdict(settings).items())
 
 
 DEFAULT_PROTOCOL = Protocol()

@@ -19,7 +19,7 @@ def test_protocol_rejects_bad_settings_and_prints_itself():
     with pytest.raises(ValueError, match=r"pause_steps should be a range"):
         Protocol(pause_steps=(30, 10))
     text = DEFAULT_PROTOCOL.describe()
-    assert '"noisy_share": 0.5' in text and all(m in text for m in MISTAKES)
+    assert "noisy_share: 0.5" in text and all(m in text for m in MISTAKES)
 
 
 def test_annotation_spans_follow_the_running_maximum_of_the_stage():

@@ -1,0 +1,161 @@
+"""Tables and plots of the Meta-World benchmark from each task's `results.json` (see run.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+METHOD_NAMES = {
+    "bc_all": "BC, all data",
+    "rabc_sampler": "RA-BC, sampler (SARM)",
+    "rabc_loss": "RA-BC, loss (SARM)",
+    "bc_clean": "BC, clean only (oracle)",
+    "rabc_true_progress": "RA-BC, sampler (true progress)",
+}
+
+
+def _mean_spread(values) -> str:
+    values = np.asarray(values, float)
+    return f"{values.mean():.0%} ± {values.std():.0%}" if len(values) > 1 else f"{values.mean():.0%}"
+
+
+def _fmt(x, spec=".3f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, spec)
+
+
+def write_report(out: Path, tasks: list[str]) -> Path:
+    from sarm.demo.plots import plot_episode_weights, plot_success
+
+    results = {
+        t: json.loads((out / t / "results.json").read_text())
+        for t in tasks
+        if (out / t / "results.json").exists()
+    }
+    lines = ["## Results", ""]
+    if not results:
+        raise FileNotFoundError(f"no results.json under {out}; run the benchmark first")
+    first = next(iter(results.values()))
+    lines += [
+        f"Budget: {first['budget']}; rendered frames: {all(r['rendered'] for r in results.values())}.",
+        "",
+        "### Data",
+        "",
+        "| task | episodes (train / held-out) | with a mistake | succeed: clean / with a mistake |",
+        "|---|---|---|---|",
+    ]
+    for task, r in results.items():
+        eps = r["episodes"]
+        noisy = [e for e in eps if e["mistake"]]
+        clean = [e for e in eps if not e["mistake"]]
+        n_train = sum(e["split"] == "train" for e in eps)
+        lines.append(
+            f"| {task} | {n_train} / {len(eps) - n_train} | {len(noisy)} | "
+            f"{sum(e['success'] for e in clean)}/{len(clean)} / "
+            f"{sum(e['success'] for e in noisy)}/{len(noisy)} |"
+        )
+    lines += [
+        "",
+        "### Reward models",
+        "",
+        "Held-out episodes: demo MSE on the clean successful ones (every 10th frame), success-vs-failure "
+        "AUROC by final progress, accuracy of the paper's rule (final > 0.8 and last-third mean > 0.6). "
+        "Policy rollouts: the same for recorded rollouts of the BC-all policy (seed 0).",
+        "",
+        "| task | model | demo MSE | AUROC held-out | rule held-out | AUROC rollouts | rule rollouts |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, r in results.items():
+        for name, m in r["reward_models"].items():
+            h, p = m["held_out"], m.get("policy_rollouts", {})
+            lines.append(
+                f"| {task} | {name} | {_fmt(h['demo_mse_clean'], '.4f')} | {_fmt(h['auroc_success'])} "
+                f"({h['successes']}/{h['episodes']} succeed) | {_fmt(h['paper_rule_accuracy'], '.2f')} | "
+                f"{_fmt(p.get('auroc_success'))} ({p.get('successes')}/{p.get('episodes')}) | "
+                f"{_fmt(p.get('paper_rule_accuracy'), '.2f')} |"
+            )
+    lines += [
+        "",
+        "### Policies",
+        "",
+        "Success rate over simulator rollouts on goals unseen in the demonstrations, "
+        "mean ± std over training seeds.",
+        "",
+    ]
+    methods = [m for m in METHOD_NAMES if all(m in r["policies"] for r in results.values())]
+    lines += ["| method | " + " | ".join(results) + " | mean |", "|---" * (len(results) + 2) + "|"]
+    rates: dict[str, dict[str, list[float]]] = {}
+    for m in methods:
+        per_task = [[run["success_rate"] for run in r["policies"][m]] for r in results.values()]
+        rates[m] = dict(zip(results, per_task, strict=True))
+        overall = np.mean([np.mean(v) for v in per_task])
+        lines.append(
+            f"| {METHOD_NAMES[m]} | " + " | ".join(_mean_spread(v) for v in per_task) + f" | {overall:.0%} |"
+        )
+    lines += [
+        "",
+        "### Kappa (RA-BC sampler, SARM weights)",
+        "",
+        "| task | kappa | mean weight (train frames) | success |",
+        "|---|---|---|---|",
+    ]
+    for task, r in results.items():
+        for key, k in r["weights"]["kappa_sweep"].items():
+            name = "rabc_sampler" if key == str(r["evaluation"]["kappa"]) else f"rabc_sampler_kappa_{key}"
+            runs = r["policies"].get(name, [])
+            lines.append(
+                f"| {task} | {key} ({k['kappa']:.4g}) | {k['mean_weight']:.3f} | "
+                f"{_mean_spread([x['success_rate'] for x in runs]) if runs else 'n/a'} |"
+            )
+    lines += [
+        "",
+        "### Runtime on this CPU (one core per task)",
+        "",
+        "| task | " + " | ".join(first["timings"]) + " |",
+        "|---" * (len(first["timings"]) + 1) + "|",
+    ]
+    for task, r in results.items():
+        lines.append(f"| {task} | " + " | ".join(f"{v / 60:.1f} min" for v in r["timings"].values()) + " |")
+
+    plots = out / "plots"
+    for task in results:
+        plot_success(plots / f"success_{task}.png", {METHOD_NAMES[m]: rates[m][task] for m in methods}, task)
+        _episode_plots(out / task, results[task], plots, plot_episode_weights)
+    lines += ["", "Plots: " + ", ".join(f"[{p.name}](plots/{p.name})" for p in sorted(plots.glob("*.png")))]
+    path = out / "RESULTS.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _episode_plots(task_dir: Path, r: dict, plots: Path, plot_episode_weights) -> None:
+    from rabc import RABCWeights, read_progress
+
+    episodes = r["episodes"]
+    bounds = np.cumsum([0] + [e["frames"] for e in episodes])
+    predicted = read_progress(task_dir / "progress_sarm.parquet").column("sparse")
+    truth = read_progress(task_dir / "progress_truth.parquet").column("sparse")
+    weights = RABCWeights.from_progress(
+        task_dir / "progress_sarm.parquet",
+        chunk_size=r["evaluation"]["chunk_size"],
+        kappa=r["evaluation"]["kappa"],
+    ).weights
+    held = [e for e in episodes if e["split"] == "held_out"]
+    picks = {
+        "clean": next((e for e in held if not e["mistake"] and e["success"]), None),
+        "noisy": next((e for e in held if e["mistake"] and e["success"]), None),
+        "failed": next((e for e in held if not e["success"]), None),
+    }
+    for kind, e in picks.items():
+        if e is not None:
+            i = e["episode"]
+            rows = slice(bounds[i], bounds[i + 1])
+            plot_episode_weights(
+                plots / f"episode_{r['task']}_{kind}.png",
+                predicted=predicted[rows],
+                truth=truth[rows],
+                weights=weights[rows],
+                mistake_span=tuple(e["mistake_span"]) if e["mistake_span"] else None,
+                title=f"{r['task']}: {kind} held-out episode {i} ({e['mistake'] or 'no mistake'}, "
+                f"{'success' if e['success'] else 'failure'})",
+            )

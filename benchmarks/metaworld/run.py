@@ -1,0 +1,273 @@
+"""The Meta-World noisy-demonstration benchmark: reward models and policies, RA-BC vs BC.
+
+    python benchmarks/metaworld/run.py --out benchmarks/metaworld/results           # all tasks, ~1 h
+    python benchmarks/metaworld/run.py --out /tmp/mw --tasks pick-place-v3 --quick  # a smoke run
+    python benchmarks/metaworld/run.py --out benchmarks/metaworld/results --report  # tables only
+
+Per task (one process each, two at a time): demonstrations under `sarm.demo.protocol` (fixed before
+any result), frame features, three reward models on the same data and budget (SARM with stages and
+rewind; a single-stage linear-time model without rewind; a ReWiND-style single-stage model with
+rewind), their held-out metrics, then the same policy under each method of the evaluation plan with
+3 training seeds and 50 simulator rollouts each, a kappa sweep, and the reward models' separation of
+successful from failed policy rollouts. Results go to `<out>/<task>/results.json`; `--report` turns
+them into `<out>/README.md` tables and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REWARD_MODELS = {  # name -> (annotated stages?, rewind probability)
+    "sarm": (True, 0.8),
+    "linear_time": (False, 0.0),
+    "rewind_single": (False, 0.8),
+}
+MODEL_SIZE = {"hidden_dim": 128, "num_layers": 2, "num_heads": 4, "frame_gap": 5}
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    train_episodes: int = 100
+    held_out_episodes: int = 25
+    sarm_steps: int = 1500
+    rollout_episodes: int = 30  # recorded policy rollouts scored by the reward models
+    quick: bool = False
+
+    @classmethod
+    def small(cls) -> Budget:
+        return cls(train_episodes=12, held_out_episodes=6, sarm_steps=40, rollout_episodes=4, quick=True)
+
+
+def _progress_by_episode(path: Path, bounds: np.ndarray) -> list[np.ndarray]:
+    from rabc import read_progress
+
+    values = read_progress(path).column("sparse")
+    return [values[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
+def _reward_metrics(predicted, episodes, ids) -> dict:
+    from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores
+
+    clean = [i for i in ids if episodes[i].mistake is None and episodes[i].success]
+    labels = np.array([episodes[i].success for i in ids])
+    return {
+        "demo_mse_clean": demo_mse(
+            [predicted[i] for i in clean], [episodes[i].progress for i in clean], every=10
+        )
+        if clean
+        else float("nan"),
+        "auroc_success": auroc(success_scores([predicted[i] for i in ids]), labels),
+        "paper_rule_accuracy": float(np.mean([paper_rule(predicted[i]) == episodes[i].success for i in ids])),
+        "episodes": len(ids),
+        "successes": int(labels.sum()),
+    }
+
+
+def run_task(task: str, out: Path, budget: Budget) -> dict:
+    import torch
+
+    from rabc import ProgressTable, RABCWeights, write_progress
+    from sarm.annotations import read_lerobot_annotations
+    from sarm.data import open_dataset
+    from sarm.dataset_train import train_from_cache
+    from sarm.demo.policy import EVAL_GOAL_SEED, evaluate, train_policy
+    from sarm.demo.protocol import DEFAULT_EVALUATION as plan
+    from sarm.demo.protocol import DEFAULT_PROTOCOL as protocol
+    from sarm.demo.run import record_dataset
+    from sarm.encoders import load_encoder
+    from sarm.features import extract_features
+    from sarm.progress import compute_progress
+    from sarm.train import TrainConfig
+
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    timings, start = {}, time.perf_counter()
+    total = budget.train_episodes + budget.held_out_episodes
+    episodes, rendered = record_dataset(out / "dataset", task, list(range(total)), protocol)
+    held = list(range(budget.train_episodes, total))
+    train_ids = list(range(budget.train_episodes))
+    bounds = np.cumsum([0] + [len(ep.states) for ep in episodes])
+    encoder = load_encoder("pixels")
+    cache = extract_features(open_dataset(out / "dataset"), encoder, out / "features", progress=False)
+    timings["data_s"] = time.perf_counter() - start
+
+    spans = read_lerobot_annotations(out / "dataset", head="sparse")
+    models, reward, predicted = {}, {}, {}
+    for name, (staged, rewind) in REWARD_MODELS.items():
+        t0 = time.perf_counter()
+        annotations = {"sparse": {e: s for e, s in spans.items() if e in set(train_ids)}} if staged else {}
+        config = TrainConfig(
+            steps=budget.sarm_steps,
+            batch_size=32,
+            lr=3e-4,
+            min_lr=3e-5,
+            warmup_steps=min(100, budget.sarm_steps),
+            eval_every=budget.sarm_steps,
+            checkpoint_every=budget.sarm_steps,
+            rewind_probability=rewind,
+            seed=0,
+        )
+        model, _, _ = train_from_cache(
+            cache,
+            out / f"rm_{name}",
+            annotations=annotations,
+            config=config,
+            model_overrides=MODEL_SIZE,
+            progress=False,
+        )
+        path = compute_progress(model.eval(), cache, out / f"progress_{name}.parquet", progress=False)
+        models[name], predicted[name] = model, _progress_by_episode(path, bounds)
+        reward[name] = {"held_out": _reward_metrics(predicted[name], episodes, held)}
+        timings[f"reward_model_{name}_s"] = time.perf_counter() - t0
+
+    chunk, rows = plan.chunk_size, np.arange(bounds[budget.train_episodes])
+    w_sarm = RABCWeights.from_progress(out / "progress_sarm.parquet", chunk_size=chunk, kappa=plan.kappa)
+    truth = ProgressTable(
+        np.arange(bounds[-1]),
+        np.repeat(np.arange(total), np.diff(bounds)),
+        np.concatenate([np.arange(n) for n in np.diff(bounds)]),
+        {"sparse": np.concatenate([e.progress for e in episodes])},
+    )
+    write_progress(out / "progress_truth.parquet", truth)
+    w_true = RABCWeights.from_progress(out / "progress_truth.parquet", chunk_size=chunk, kappa=plan.kappa)
+    states = np.concatenate([episodes[i].states for i in train_ids])
+    actions = np.concatenate([episodes[i].actions for i in train_ids])
+    episode_index = np.repeat(np.arange(budget.train_episodes), np.diff(bounds)[: budget.train_episodes])
+    clean = np.array([i for i in train_ids if episodes[i].mistake is None and episodes[i].success])
+    runs = {
+        "bc_all": {"method": "bc"},
+        "rabc_sampler": {"method": "sampler", "weights": w_sarm.weights[rows]},
+        "rabc_loss": {"method": "loss", "weights": w_sarm.weights[rows]},
+        "bc_clean": {"method": "bc", "episodes": clean},
+        "rabc_true_progress": {"method": "sampler", "weights": w_true.weights[rows]},
+    }
+    sweep = {}
+    for kappa in plan.kappa_sweep:
+        w = w_sarm.with_kappa(kappa)
+        sweep[str(kappa)] = {"kappa": w.kappa, "mean_weight": float(w.weights[rows].mean())}
+        if str(kappa) != str(plan.kappa):
+            runs[f"rabc_sampler_kappa_{kappa}"] = {"method": "sampler", "weights": w.weights[rows]}
+    seeds = plan.train_seeds[:1] if budget.quick else plan.train_seeds
+    rollouts = 4 if budget.quick else plan.rollouts
+    steps = 50 if budget.quick else plan.steps
+    policies, t0 = {}, time.perf_counter()
+    for name, kwargs in runs.items():
+        policies[name] = []
+        for seed in seeds:
+            policy = train_policy(
+                states,
+                actions,
+                episode_index,
+                chunk_size=chunk,
+                steps=steps,
+                batch_size=plan.batch_size,
+                seed=seed,
+                **kwargs,
+            )
+            result = evaluate(policy, task, rollouts=rollouts, seed=seed)
+            policies[name].append(
+                {"seed": seed, "success_rate": result["success_rate"], "mean_steps": result["mean_steps"]}
+            )
+            if name == "bc_all" and seed == seeds[0]:
+                bc_policy = policy
+    timings["policies_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()  # the reward models on rollouts of the BC-all policy (a mix of outcomes)
+    rollouts_ep, _ = record_dataset(
+        out / "rollouts",
+        task,
+        list(range(budget.rollout_episodes)),
+        protocol,
+        policy=bc_policy,
+        goal_seed=EVAL_GOAL_SEED + 999,
+    )
+    rcache = extract_features(
+        open_dataset(out / "rollouts"), encoder, out / "rollout_features", progress=False
+    )
+    rbounds = np.cumsum([0] + [len(ep.states) for ep in rollouts_ep])
+    for name, model in models.items():
+        path = compute_progress(model, rcache, out / f"rollout_progress_{name}.parquet", progress=False)
+        scores = _progress_by_episode(path, rbounds)
+        reward[name]["policy_rollouts"] = _reward_metrics(scores, rollouts_ep, list(range(len(rollouts_ep))))
+    timings["rollout_scoring_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - start
+
+    summary = {
+        "task": task,
+        "protocol": dataclasses.asdict(protocol),
+        "evaluation": dataclasses.asdict(plan),
+        "budget": dataclasses.asdict(budget),
+        "rendered": rendered,
+        "episodes": [
+            {
+                "episode": i,
+                "split": "held_out" if i in held else "train",
+                "mistake": ep.mistake,
+                "mistake_span": ep.mistake_span,
+                "success": ep.success,
+                "frames": len(ep.states),
+            }
+            for i, ep in enumerate(episodes)
+        ],
+        "reward_models": reward,
+        "weights": {
+            "sarm": {"kappa": w_sarm.kappa, "mean_weight": float(w_sarm.weights[rows].mean())},
+            "truth": {"kappa": w_true.kappa, "mean_weight": float(w_true.weights[rows].mean())},
+            "kappa_sweep": sweep,
+        },
+        "policies": policies,
+        "timings": timings,
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+def main() -> None:
+    from sarm.demo.protocol import DEFAULT_PROTOCOL
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_PROTOCOL.tasks))
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke run")
+    parser.add_argument("--report", action="store_true", help="only write the report from results.json files")
+    parser.add_argument("--parallel", type=int, default=2, help="tasks run at once (one process each)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run this task in this process
+    args = parser.parse_args()
+    budget = Budget.small() if args.quick else Budget()
+    if args.one:
+        run_task(args.one, args.out / args.one, budget)
+        return
+    if not args.report:
+        args.out.mkdir(parents=True, exist_ok=True)
+        pending, running = list(args.tasks), []
+        while pending or running:
+            while pending and len(running) < args.parallel:
+                task = pending.pop(0)
+                log = (args.out / f"{task}.log").open("w")
+                cmd = [sys.executable, __file__, "--out", str(args.out), "--one", task]
+                cmd += ["--quick"] if args.quick else []
+                running.append((task, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
+                print(f"started {task} (log: {args.out / (task + '.log')})", flush=True)
+            time.sleep(2)
+            for task, proc in list(running):
+                if proc.poll() is not None:
+                    running.remove((task, proc))
+                    print(
+                        f"{task}: {'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'}",
+                        flush=True,
+                    )
+    from report import write_report  # benchmarks/metaworld/report.py
+
+    print(write_report(args.out, args.tasks))
+
+
+if __name__ == "__main__":
+    main()
