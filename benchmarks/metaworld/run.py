@@ -81,7 +81,7 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     from sarm.demo.policy import EVAL_GOAL_SEED, evaluate, train_policy
     from sarm.demo.protocol import DEFAULT_EVALUATION as plan
     from sarm.demo.protocol import DEFAULT_PROTOCOL as protocol
-    from sarm.demo.run import record_dataset
+    from sarm.demo.run import episode_table, record_dataset
     from sarm.encoders import load_encoder
     from sarm.features import extract_features
     from sarm.progress import compute_progress
@@ -206,17 +206,7 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
         "evaluation": dataclasses.asdict(plan),
         "budget": dataclasses.asdict(budget),
         "rendered": rendered,
-        "episodes": [
-            {
-                "episode": i,
-                "split": "held_out" if i in held else "train",
-                "mistake": ep.mistake,
-                "mistake_span": ep.mistake_span,
-                "success": ep.success,
-                "frames": len(ep.states),
-            }
-            for i, ep in enumerate(episodes)
-        ],
+        "episodes": episode_table(episodes, set(held)),
         "reward_models": reward,
         "weights": {
             "sarm": {"kappa": w_sarm.kappa, "mean_weight": float(w_sarm.weights[rows].mean())},

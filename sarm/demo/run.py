@@ -26,7 +26,7 @@ from sarm.demo.collect import TASK_TEXT, Episode, annotation_spans, collect
 from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores
 from sarm.demo.protocol import DEFAULT_EVALUATION, DEFAULT_PROTOCOL, Evaluation, Protocol
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "episode_table", "record_dataset", "run_demo"]
 
 CAMERA = "observation.images.corner"
 
@@ -128,7 +128,7 @@ def _record_dataset(root, task, ids, protocol, policy, goal_seed) -> tuple[list[
     return episodes, render
 
 
-def _episode_table(episodes: list[Episode], held_out: set[int]) -> list[dict]:
+def episode_table(episodes: list[Episode], held_out: set[int]) -> list[dict]:
     return [
         {
             "episode": i,
@@ -172,7 +172,7 @@ def run_demo(
         raise FileExistsError(f"`{root}` exists: run the demo into a new --out directory")
     episodes, render = record_dataset(root, config.task, list(range(total)), protocol)
     held_out = set(range(config.train_episodes, total))
-    (out / "episodes.json").write_text(json.dumps(_episode_table(episodes, held_out), indent=1))
+    (out / "episodes.json").write_text(json.dumps(episode_table(episodes, held_out), indent=1))
 
     _say(2, "frame features (offline pixels encoder)")
     cache = extract_features(open_dataset(root), load_encoder("pixels"), out / "features", progress=True)
