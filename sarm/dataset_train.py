@@ -133,12 +133,15 @@ def prepare_training(
     seed: int = 0,
     anchor_stride: int = 1,
     model_overrides: Mapping[str, Any] | None = None,
+    episodes: Sequence[int] | None = None,
 ) -> TrainingData:
     """Schemas, targets, state statistics and train / eval windows (see the module docstring).
 
     `annotations` maps head ("sparse", "dense") to {episode_index: spans or None}; heads absent or
     empty get a single stage (the sparse head always exists). `model_overrides` are SARMConfig fields
-    (e.g. {"hidden_dim": 256, "window": "centered", "attention": "lerobot"})."""
+    (e.g. {"hidden_dim": 256, "window": "centered", "attention": "lerobot"}). `episodes` restricts
+    training and evaluation windows to those episode indices (e.g. to hold episodes out of a
+    single-stage model, which would otherwise label every cached episode)."""
     cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     if not len(cache.episodes):
         raise ValueError(
@@ -178,6 +181,11 @@ def prepare_training(
                 labelled[position] = False
                 continue
             targets[h][rows] = schema.targets(spans or [], int(cache.episode_lengths[position]), episode)
+    if episodes is not None:
+        unknown = sorted(set(np.asarray(episodes).tolist()) - set(cache.episodes.tolist()))
+        if unknown:
+            raise ValueError(f"episodes {unknown[:10]} are not in the feature cache `{cache.root}`")
+        labelled &= np.isin(cache.episodes, np.asarray(episodes))
     usable = np.flatnonzero(labelled)
     if usable.size == 0:
         raise ValueError("no cached episode has annotations for every multi-stage task; nothing to train on")
@@ -231,6 +239,7 @@ def train_from_cache(
     eval_fraction: float = 0.1,
     anchor_stride: int = 1,
     model_overrides: Mapping[str, Any] | None = None,
+    episodes: Sequence[int] | None = None,
     device: str | torch.device | None = None,
     resume: bool = True,
     progress: bool = True,
@@ -246,6 +255,7 @@ def train_from_cache(
         seed=config.seed,
         anchor_stride=anchor_stride,
         model_overrides=model_overrides,
+        episodes=episodes,
     )
     with torch.random.fork_rng():  # initial weights from the run's seed, caller's RNG untouched
         torch.manual_seed(config.seed)

@@ -71,6 +71,28 @@ def _reward_metrics(predicted, episodes, ids) -> dict:
     }
 
 
+def _recorded(out: Path, name: str, task: str, ids: list[int], protocol, policy=None, goal_seed: int = 0):
+    """`record_dataset` once: a rerun of the task re-simulates the same episodes without rendering
+    (states and actions do not depend on the renderer) instead of writing the dataset again."""
+    from sarm.demo.collect import collect, collect_rollouts
+    from sarm.demo.run import record_dataset
+
+    marker = out / f"{name}.recorded.json"
+    if marker.exists():
+        rendered = json.loads(marker.read_text())["rendered"]
+        if policy is None:
+            return list(collect(task, ids, protocol, render=False)), rendered
+        again = collect_rollouts(task, policy, len(ids), protocol, goal_seed=goal_seed, render=False)
+        return list(again), rendered
+    if (out / name).exists():
+        import shutil
+
+        shutil.rmtree(out / name)  # an unfinished recording
+    episodes, rendered = record_dataset(out / name, task, ids, protocol, policy=policy, goal_seed=goal_seed)
+    marker.write_text(json.dumps({"rendered": rendered}))
+    return episodes, rendered
+
+
 def run_task(task: str, out: Path, budget: Budget) -> dict:
     import torch
 
@@ -81,7 +103,7 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     from sarm.demo.policy import EVAL_GOAL_SEED, evaluate, train_policy
     from sarm.demo.protocol import DEFAULT_EVALUATION as plan
     from sarm.demo.protocol import DEFAULT_PROTOCOL as protocol
-    from sarm.demo.run import episode_table, record_dataset
+    from sarm.demo.run import episode_table
     from sarm.encoders import load_encoder
     from sarm.features import extract_features
     from sarm.progress import compute_progress
@@ -91,7 +113,7 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     timings, start = {}, time.perf_counter()
     total = budget.train_episodes + budget.held_out_episodes
-    episodes, rendered = record_dataset(out / "dataset", task, list(range(total)), protocol)
+    episodes, rendered = _recorded(out, "dataset", task, list(range(total)), protocol)
     held = list(range(budget.train_episodes, total))
     train_ids = list(range(budget.train_episodes))
     bounds = np.cumsum([0] + [len(ep.states) for ep in episodes])
@@ -115,9 +137,10 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
             rewind_probability=rewind,
             seed=0,
         )
-        model, _, _ = train_from_cache(
+        model, _, _ = train_from_cache(  # held-out episodes never train any reward model
             cache,
             out / f"rm_{name}",
+            episodes=train_ids,
             annotations=annotations,
             config=config,
             model_overrides=MODEL_SIZE,
@@ -181,8 +204,9 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     timings["policies_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()  # the reward models on rollouts of the BC-all policy (a mix of outcomes)
-    rollouts_ep, _ = record_dataset(
-        out / "rollouts",
+    rollouts_ep, _ = _recorded(
+        out,
+        "rollouts",
         task,
         list(range(budget.rollout_episodes)),
         protocol,

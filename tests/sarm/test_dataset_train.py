@@ -192,6 +192,17 @@ def test_without_annotations_every_episode_is_a_linear_ramp(multi):
         np.testing.assert_array_equal(data.eval_set.targets["sparse"], targets)
 
 
+def test_episodes_restricts_training_to_those_episodes(multi):
+    _, cache = multi
+    held_out = int(cache.episodes[-1])
+    keep = [int(e) for e in cache.episodes if e != held_out]
+    data = prepare_training(cache, model_overrides=TINY, episodes=keep, eval_fraction=0.5)
+    assert held_out not in data.report["train_episodes"] + data.report["eval_episodes"]
+    assert sorted(data.report["train_episodes"] + data.report["eval_episodes"]) == sorted(keep)
+    with pytest.raises(ValueError, match=r"episodes \[99\] are not in the feature cache"):
+        prepare_training(cache, model_overrides=TINY, episodes=[99])
+
+
 def test_config_sizes_come_from_the_cache_and_overrides(multi):
     _, cache = multi
     config = prepare_training(cache, model_overrides=TINY).config
