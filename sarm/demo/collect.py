@@ -119,7 +119,8 @@ def annotation_spans(stage: np.ndarray) -> tuple[list[str], list[int], list[int]
     level = np.maximum.accumulate(stage)
     starts = [int(np.argmax(level >= k)) for k in range(int(level[-1]) + 1)]
     ends = [s - 1 for s in starts[1:]] + [len(stage) - 1]
-    return [STAGES[k] for k in range(len(starts))], starts, ends
+    kept = [k for k in range(len(starts)) if ends[k] >= starts[k]]  # a stage skipped in one step has no span
+    return [STAGES[k] for k in kept], [starts[k] for k in kept], [ends[k] for k in kept]
 
 
 @dataclass

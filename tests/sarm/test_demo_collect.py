@@ -28,6 +28,8 @@ def test_annotation_spans_follow_the_running_maximum_of_the_stage():
     assert names == list(STAGES) and starts == [0, 2, 4] and ends == [1, 3, 9]
     names, starts, ends = annotation_spans(np.array([0, 0, 1, 1, 0]))  # a failure never transports
     assert names == ["reach", "grasp"] and starts == [0, 2] and ends == [1, 4]
+    names, starts, ends = annotation_spans(np.array([0, 0, 2, 2]))  # grasp skipped within one step
+    assert names == ["reach", "transport"] and starts == [0, 2] and ends == [1, 3]
 
 
 def _states(hand, obj, grip, goal=(0.0, 0.3, 0.0)):
