@@ -30,7 +30,6 @@ REWARD_MODELS = {  # name -> (annotated stages?, rewind probability)
     "linear_time": (False, 0.0),
     "rewind_single": (False, 0.8),
 }
-MODEL_SIZE = {"hidden_dim": 128, "num_layers": 2, "num_heads": 4, "frame_gap": 5}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,13 +43,6 @@ class Budget:
     @classmethod
     def small(cls) -> Budget:
         return cls(train_episodes=12, held_out_episodes=6, sarm_steps=40, rollout_episodes=4, quick=True)
-
-
-def _progress_by_episode(path: Path, bounds: np.ndarray) -> list[np.ndarray]:
-    from rabc import read_progress
-
-    values = read_progress(path).column("sparse")
-    return [values[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
 
 
 def _reward_metrics(predicted, episodes, ids) -> dict:
@@ -103,11 +95,10 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     from sarm.demo.policy import EVAL_GOAL_SEED, evaluate, train_policy
     from sarm.demo.protocol import DEFAULT_EVALUATION as plan
     from sarm.demo.protocol import DEFAULT_PROTOCOL as protocol
-    from sarm.demo.run import episode_table
+    from sarm.demo.run import REWARD_MODEL_SIZE, episode_table, progress_by_episode, reward_model_config
     from sarm.encoders import load_encoder
     from sarm.features import extract_features
     from sarm.progress import compute_progress
-    from sarm.train import TrainConfig
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,28 +117,18 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     for name, (staged, rewind) in REWARD_MODELS.items():
         t0 = time.perf_counter()
         annotations = {"sparse": {e: s for e, s in spans.items() if e in set(train_ids)}} if staged else {}
-        config = TrainConfig(
-            steps=budget.sarm_steps,
-            batch_size=32,
-            lr=3e-4,
-            min_lr=3e-5,
-            warmup_steps=min(100, budget.sarm_steps),
-            eval_every=budget.sarm_steps,
-            checkpoint_every=budget.sarm_steps,
-            rewind_probability=rewind,
-            seed=0,
-        )
+        config = reward_model_config(budget.sarm_steps, rewind_probability=rewind)
         model, _, _ = train_from_cache(  # held-out episodes never train any reward model
             cache,
             out / f"rm_{name}",
             episodes=train_ids,
             annotations=annotations,
             config=config,
-            model_overrides=MODEL_SIZE,
+            model_overrides=REWARD_MODEL_SIZE,
             progress=False,
         )
         path = compute_progress(model.eval(), cache, out / f"progress_{name}.parquet", progress=False)
-        models[name], predicted[name] = model, _progress_by_episode(path, bounds)
+        models[name], predicted[name] = model, progress_by_episode(path, bounds)
         reward[name] = {"held_out": _reward_metrics(predicted[name], episodes, held)}
         timings[f"reward_model_{name}_s"] = time.perf_counter() - t0
 
@@ -219,7 +200,7 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     rbounds = np.cumsum([0] + [len(ep.states) for ep in rollouts_ep])
     for name, model in models.items():
         path = compute_progress(model, rcache, out / f"rollout_progress_{name}.parquet", progress=False)
-        scores = _progress_by_episode(path, rbounds)
+        scores = progress_by_episode(path, rbounds)
         reward[name]["policy_rollouts"] = _reward_metrics(scores, rollouts_ep, list(range(len(rollouts_ep))))
     timings["rollout_scoring_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start

@@ -26,9 +26,37 @@ from sarm.demo.collect import TASK_TEXT, Episode, annotation_spans, collect
 from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores
 from sarm.demo.protocol import DEFAULT_EVALUATION, DEFAULT_PROTOCOL, Evaluation, Protocol
 
-__all__ = ["DemoConfig", "episode_table", "record_dataset", "run_demo"]
+__all__ = [
+    "REWARD_MODEL_SIZE",
+    "DemoConfig",
+    "episode_table",
+    "progress_by_episode",
+    "record_dataset",
+    "reward_model_config",
+    "run_demo",
+]
 
 CAMERA = "observation.images.corner"
+REWARD_MODEL_SIZE = {"hidden_dim": 128, "num_layers": 2, "num_heads": 4, "frame_gap": 5}  # SARM overrides
+
+
+def reward_model_config(steps: int, *, seed: int = 0, evaluations: int = 1, rewind_probability: float = 0.8):
+    """The reward models' optimisation settings, shared by the demo and the benchmark."""
+    from sarm.train import TrainConfig
+
+    return TrainConfig(
+        steps=steps, batch_size=32, lr=3e-4, min_lr=3e-5, warmup_steps=min(100, steps),
+        eval_every=max(steps // evaluations, 1), checkpoint_every=steps,
+        rewind_probability=rewind_probability, seed=seed,
+    )  # fmt: skip
+
+
+def progress_by_episode(path: Path, bounds: np.ndarray) -> list[np.ndarray]:
+    """The sparse progress column of a progress file, split at the episode `bounds` (rows)."""
+    from rabc import read_progress
+
+    values = read_progress(path).column("sparse")
+    return [values[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
 
 
 @dataclass(frozen=True)
@@ -158,7 +186,6 @@ def run_demo(
     from sarm.encoders import load_encoder
     from sarm.features import extract_features
     from sarm.progress import compute_progress
-    from sarm.train import TrainConfig
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,27 +211,15 @@ def run_demo(
         cache,
         out / "sarm",
         annotations={"sparse": train_spans},
-        config=TrainConfig(
-            steps=config.sarm_steps,
-            batch_size=32,
-            lr=3e-4,
-            min_lr=3e-5,
-            warmup_steps=min(100, config.sarm_steps),
-            eval_every=max(config.sarm_steps // 3, 1),
-            checkpoint_every=config.sarm_steps,
-            seed=config.seed,
-        ),
+        config=reward_model_config(config.sarm_steps, seed=config.seed, evaluations=3),
         eval_fraction=0.1,
-        model_overrides={"hidden_dim": 128, "num_layers": 2, "num_heads": 4, "frame_gap": 5},
+        model_overrides=REWARD_MODEL_SIZE,
     )
 
     _say(4, "progress on every frame")
     progress_path = compute_progress(model.eval(), cache, out / "sarm_progress.parquet")
-    from rabc import read_progress
-
-    progress = read_progress(progress_path).column("sparse")
     bounds = np.cumsum([0] + [len(ep.states) for ep in episodes])
-    predicted = [progress[bounds[i] : bounds[i + 1]] for i in range(len(episodes))]
+    predicted = progress_by_episode(progress_path, bounds)
     held = sorted(held_out)
     clean = [i for i in held if episodes[i].mistake is None and episodes[i].success]
     metrics = {
