@@ -36,10 +36,10 @@ import torch
 
 from sarm import SARM, SARMConfig
 from sarm.data import open_dataset
-from sarm.encoders import load_encoder
-from sarm.features import extract_features
-from sarm.progress import compute_progress
-from sarm.windows import window_frames
+from sarm.features.cache import extract_features
+from sarm.features.encoders import load_encoder
+from sarm.inference.progress import compute_progress
+from sarm.training.windows import window_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 G1 = ROOT.parent / "shared" / "datasets" / "g1_pick_bottle_v21_first20"
@@ -107,7 +107,7 @@ _PEAK_CHILD = r"""
 import sys, resource, numpy as np, torch
 sys.path.insert(0, {root!r})
 from benchmarks.bench_progress import synthetic_cache, synthetic_progress
-import sarm.features, sarm.progress, sarm.encoders
+import sarm.features.cache, sarm.inference.progress, sarm.features.encoders
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) after imports: measure the work
 if {step!r} == "cache":
     synthetic_cache({work!r}, {episodes}, {length})
@@ -184,7 +184,7 @@ def peak_rss_mb(episodes: int, length: int) -> dict[str, float]:
 def baseline_rss_mb() -> float:
     """Resident memory of a process that has only imported torch and sarm (MB)."""
     code = (
-        "import torch, sarm.progress, sarm.features\n"
+        "import torch, sarm.inference.progress, sarm.features.cache\n"
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS')][0])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

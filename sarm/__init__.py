@@ -1,14 +1,13 @@
 """Stage-Aware Reward Models (SARM, arXiv 2509.25358).
 
-Labels, the model, rewind augmentation, training and Hub I/O, all on precomputed features.
+The package follows the data flow: `data` (LeRobot datasets) and `labels` (stage schemas, annotations)
+-> `features` (per-frame feature cache) -> `model` + `training` -> `inference` (progress on every frame),
+with `viz`, the `sarm` command and `demo` on top.
 """
 
-from sarm.config import SARMConfig
-from sarm.labels import Span, StageSchema, TaskSchemas
-from sarm.model import SARM, HeadOutput, Prediction
-from sarm.proportions import temporal_proportions
-from sarm.rewind import RewindCollate
-from sarm.windows import WindowDataset
+from sarm.labels import Span, StageSchema, TaskSchemas, temporal_proportions
+from sarm.model import SARM, HeadOutput, Prediction, SARMConfig
+from sarm.training import RewindCollate, WindowDataset
 
 __all__ = [
     "SARM",

@@ -7,6 +7,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch._dynamo  # noqa: F401  (see below)
+
+# torch's optimizers import torch._dynamo, which loads triton and its LLVM. Loaded after Mesa's llvmpipe
+# (the Meta-World tests render headless in this process), triton's LLVM segfaults on import; loaded
+# first, both coexist. The demo itself renders in a spawned process and is not affected.
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures" / "lerobot_sarm_v0.6.1"

@@ -89,16 +89,16 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     import torch
 
     from rabc import ProgressTable, RABCWeights, write_progress
-    from sarm.annotations import read_lerobot_annotations
     from sarm.data import open_dataset
-    from sarm.dataset_train import train_from_cache
     from sarm.demo.policy import EVAL_GOAL_SEED, evaluate, train_policy
     from sarm.demo.protocol import DEFAULT_EVALUATION as plan
     from sarm.demo.protocol import DEFAULT_PROTOCOL as protocol
     from sarm.demo.run import REWARD_MODEL_SIZE, episode_table, progress_by_episode, reward_model_config
-    from sarm.encoders import load_encoder
-    from sarm.features import extract_features
-    from sarm.progress import compute_progress
+    from sarm.features.cache import extract_features
+    from sarm.features.encoders import load_encoder
+    from sarm.inference.progress import compute_progress
+    from sarm.labels.annotations import read_lerobot_annotations
+    from sarm.training.from_cache import train_from_cache
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
     sarm demo --out sarm_demo          # ~5 min on 2 cores; `--small` for a 1-minute smoke run
 
 1. demonstrations: scripted experts with the protocol's mistakes -> a LeRobot v3.0 dataset with SARM
-   annotation columns (`sarm.writer`), plus ground-truth progress and success per episode;
+   annotation columns (`sarm.data.writer`), plus ground-truth progress and success per episode;
 2. features: every frame encoded once (the offline `pixels` encoder: no model download);
 3. SARM: a small model trained on the annotated training episodes (rewind augmentation on);
 4. progress on every frame -> `sarm_progress.parquet`; reward-model metrics on held-out episodes;
@@ -42,7 +42,7 @@ REWARD_MODEL_SIZE = {"hidden_dim": 128, "num_layers": 2, "num_heads": 4, "frame_
 
 def reward_model_config(steps: int, *, seed: int = 0, evaluations: int = 1, rewind_probability: float = 0.8):
     """The reward models' optimisation settings, shared by the demo and the benchmark."""
-    from sarm.train import TrainConfig
+    from sarm.training.loop import TrainConfig
 
     return TrainConfig(
         steps=steps, batch_size=32, lr=3e-4, min_lr=3e-5, warmup_steps=min(100, steps),
@@ -121,8 +121,8 @@ def record_dataset(
 def _record_dataset(root, task, ids, protocol, policy, goal_seed) -> tuple[list[Episode], bool]:
     from tqdm import tqdm
 
+    from sarm.data.writer import LeRobotWriter
     from sarm.demo.collect import collect_rollouts
-    from sarm.writer import LeRobotWriter
 
     render = _rendering_available(protocol, task)
     size, episodes = protocol.image_size, []
@@ -179,13 +179,13 @@ def run_demo(
     import torch
 
     from rabc import RABCWeights, diagnose
-    from sarm.annotations import read_lerobot_annotations
     from sarm.data import open_dataset
-    from sarm.dataset_train import train_from_cache
     from sarm.demo.policy import evaluate, train_policy
-    from sarm.encoders import load_encoder
-    from sarm.features import extract_features
-    from sarm.progress import compute_progress
+    from sarm.features.cache import extract_features
+    from sarm.features.encoders import load_encoder
+    from sarm.inference.progress import compute_progress
+    from sarm.labels.annotations import read_lerobot_annotations
+    from sarm.training.from_cache import train_from_cache
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

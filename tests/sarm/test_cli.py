@@ -9,12 +9,12 @@ from rabc import read_progress
 from rabc.cli import main as rabc_main
 from sarm.cli import main
 from sarm.data import open_dataset
-from sarm.dataset_train import train_from_cache
-from sarm.features import FeatureCache, extract_features
-from sarm.progress import compute_progress
-from sarm.train import TrainConfig
-from tests.sarm.test_data import LENGTHS, TASKS, make_v21, make_v30
-from tests.sarm.test_features import CountingEncoder
+from sarm.features.cache import FeatureCache, extract_features
+from sarm.inference.progress import compute_progress
+from sarm.training.from_cache import train_from_cache
+from sarm.training.loop import TrainConfig
+from tests.sarm.data.test_dataset import LENGTHS, TASKS, make_v21, make_v30
+from tests.sarm.features.test_cache import CountingEncoder
 
 pytest.importorskip("av")
 TINY = [

@@ -1,0 +1,42 @@
+"""`sarm` command line: a LeRobot dataset -> feature cache -> trained SARM -> progress file -> plots.
+
+    sarm info     path/to/dataset
+    sarm features path/to/dataset --out features/            # every frame decoded and CLIP-encoded once
+    sarm train    --cache features/ --annotations path/to/dataset --out runs/sarm
+    sarm progress --model runs/sarm/model --cache features/ --output sarm_progress.parquet
+    sarm viz      sarm_progress.parquet --dataset path/to/dataset --out plots/
+    rabc weights  sarm_progress.parquet --chunk-size 50       # then RA-BC (the `rabc` command)
+    sarm demo     --out sarm_demo                             # all of it on a small Meta-World dataset
+
+Every long step resumes where a killed run stopped and shards with `--shard i/n` (or torchrun's rank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sarm.cli import demo, features, info, progress, train, viz
+
+_EPILOG = "Docs: docs/data.md (datasets, cache, progress) and docs/sarm.md (model, training)."
+_COMMANDS = (info, features, train, progress, viz, demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, KeyError, FileNotFoundError, ImportError, RuntimeError, NotImplementedError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"sarm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sarm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in _COMMANDS:
+        command.add_parser(sub, argparse.ArgumentDefaultsHelpFormatter)
+    return parser

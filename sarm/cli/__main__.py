@@ -1,0 +1,5 @@
+import sys
+
+from sarm.cli import main
+
+sys.exit(main())

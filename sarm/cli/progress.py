@@ -1,0 +1,91 @@
+"""`sarm progress`: score every frame of a cache -> sarm_progress.parquet (LeRobot's schema)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from sarm.cli.common import open_from_args
+
+
+def add_parser(sub, fmt) -> None:
+    p = sub.add_parser(
+        "progress", help="score every frame of a cache -> sarm_progress.parquet", formatter_class=fmt
+    )
+    p.add_argument("--model", help="our model (directory or Hub id) or a LeRobot SARM checkpoint directory")
+    p.add_argument("--cache", required=True, help="feature cache directory")
+    p.add_argument("--output", default="sarm_progress.parquet", help="progress file (LeRobot's schema)")
+    p.add_argument("--head", choices=("all", "sparse", "dense"), default="all", help="heads to compute")
+    p.add_argument("--stride", type=int, default=1, help="score every k-th frame, interpolate the rest")
+    p.add_argument("--batch-size", type=int, default=256, help="windows per forward pass")
+    p.add_argument(
+        "--soft", action="store_true", help="expected progress over stages (default: argmax stage)"
+    )
+    p.add_argument("--stage-probs", action="store_true", help="also store per-frame stage probabilities")
+    p.add_argument(
+        "--state-stats",
+        choices=("model", "dataset"),
+        default="model",
+        help="state normalisation: the model's saved statistics, or the dataset's (--dataset)",
+    )
+    p.add_argument("--dataset", help="dataset root, for --state-stats dataset (LeRobot checkpoints)")
+    p.add_argument("--device", help="default: cuda if available, else cpu")
+    p.add_argument("--shard", help="i/n: score every n-th episode from i (default: torchrun's rank)")
+    p.add_argument("--merge", action="store_true", help="only merge finished shards into --output")
+    p.set_defaults(run=run, revision=None, keys=None, missing_videos="skip")
+
+
+def _load_model(source: str):
+    from sarm.model.network import SARM
+
+    path = Path(source) / "config.json"
+    if path.is_file() and json.loads(path.read_text()).get("type") == "sarm":
+        return SARM.from_lerobot(source), True
+    return SARM.from_pretrained(source), False
+
+
+def run(args) -> int:
+    import torch
+
+    from sarm.inference.progress import compute_progress, merge_progress
+
+    if args.merge:
+        print(f"wrote {merge_progress(args.cache, args.output)}")
+        return 0
+    if not args.model:
+        raise ValueError("--model is required (a model directory, Hub id or LeRobot checkpoint)")
+    model, lerobot = _load_model(args.model)
+    if args.state_stats == "dataset" or (lerobot and args.dataset and args.state_stats == "model"):
+        if not args.dataset:
+            raise ValueError("--state-stats dataset needs --dataset (the dataset whose stats to use)")
+        ds = open_from_args(args)
+        mean, std = ds.stats(ds.state_key)
+        model.config.state_mean, model.config.state_std = list(map(float, mean)), list(map(float, std))
+    elif lerobot and model.config.state_mean is None:
+        print(
+            "warning: a LeRobot checkpoint carries no state statistics; pass --dataset ROOT to normalise "
+            "state with the dataset's mean/std as LeRobot does",
+            file=sys.stderr,
+        )
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    heads = None if args.head == "all" else [args.head]
+    out = compute_progress(
+        model,
+        args.cache,
+        args.output,
+        heads=heads,
+        batch_size=args.batch_size,
+        stride=args.stride,
+        soft=args.soft,
+        stage_probs=args.stage_probs,
+        shard=args.shard,
+        reward_model_path=str(args.model),
+    )
+    print(
+        f"wrote {out}"
+        if out
+        else "this shard is done; other shards still running (merge runs when all finish)"
+    )
+    return 0

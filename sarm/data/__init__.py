@@ -1,0 +1,13 @@
+"""Reading and writing LeRobot datasets (codebase v2.1 / v3.0) without `lerobot`.
+
+    from sarm.data import open_dataset
+    ds = open_dataset("path/or/hub-repo-id")
+
+`dataset` (episodes, frames, tasks), `layout` (the on-disk layout of each version), `video` (PyAV
+decoding), `writer` (LeRobot v3.0 datasets with SARM annotation columns) and `stats` (their stats.json).
+"""
+
+from sarm.data.dataset import DatasetError, LeRobotDataset, MissingVideoError, open_dataset
+from sarm.data.layout import SUPPORTED_VERSIONS
+
+__all__ = ["SUPPORTED_VERSIONS", "DatasetError", "LeRobotDataset", "MissingVideoError", "open_dataset"]

@@ -1,0 +1,291 @@
+"""Dataset-wide progress inference: a SARM over every frame of a feature cache -> `sarm_progress.parquet`.
+
+    model = SARM.from_pretrained("my-sarm")              # or SARM.from_lerobot(...)
+    compute_progress(model, FeatureCache("features/"), "sarm_progress.parquet", batch_size=256)
+
+For every episode, the frames' windows (`sarm.training.windows.window_frames`, the model's window mode) are
+gathered from the cached features in one fancy-indexing call and scored in large batches, all heads;
+frame t's progress is read at the slot that shows t (`config.current_slot`). Nothing is decoded or
+encoded here: each frame was encoded once by `sarm features`. With `stride=k` only frames 0, k, 2k, ...
+and each episode's last frame are scored and the rest are linearly interpolated (LeRobot's `--stride`).
+
+The output follows LeRobot's schema (`index`, `episode_index`, `frame_index` int64; `progress_sparse`,
+`progress_dense` float32; metadata `reward_model_path`), sorted by `index`, so LeRobot's
+`RABCWeights` and `rabc.RABCWeights.from_progress` both read it. `stage_probs=True` adds
+`stage_probs_<head>` list<float32> columns (for `sarm viz`). Episodes the cache does not hold (e.g.
+skipped for a missing video) get NaN rows (RA-BC's explicit fallback weight), and are reported.
+
+Resumable and shardable like the cache: each episode's result goes to `<out>.parts/episode_*.npz`
+through a temporary file; a rerun skips finished episodes; `shard=(i, n)` scores every n-th episode;
+`merge_progress` (run automatically once every part exists) streams the parts into the parquet file
+episode by episode, so memory stays flat as the dataset grows, and renames it into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from sarm.features.cache import FeatureCache, parse_shard
+from sarm.model.network import SARM
+from sarm.training.windows import window_frames
+
+__all__ = ["compute_progress", "merge_progress", "score_episode"]
+
+_ROW_GROUP = 1 << 18  # rows per row group: bounds the merge's memory
+
+
+def score_episode(
+    model: SARM,
+    images: np.ndarray,
+    state: np.ndarray,
+    text: torch.Tensor,
+    task: str,
+    *,
+    heads: Sequence[str],
+    batch_size: int = 256,
+    stride: int = 1,
+    soft: bool = False,
+    stage_probs: bool = False,
+) -> dict[str, np.ndarray]:
+    """Progress of every frame of one episode: {"progress_<head>": (T,) float32} (+ "stage_probs_<head>"
+    (T, K) float32 when asked). `images` (T, C, E) cached features, `state` (T, S) already normalised,
+    `text` (E,) or (1, E) the task's text feature."""
+    config = model.config
+    length = images.shape[0]
+    anchors = np.arange(0, length, stride, dtype=np.int64)
+    if anchors[-1] != length - 1:
+        anchors = np.append(anchors, length - 1)
+    windows = window_frames(
+        anchors, 0, length, mode=config.window, n_obs_steps=config.n_obs_steps, frame_gap=config.frame_gap
+    )  # (m, n_obs_steps + 1) local frame numbers
+    slot = config.current_slot
+    text = torch.as_tensor(text, dtype=torch.float32).reshape(1, -1)
+    out = {head: [] for head in heads}
+    probs = {head: [] for head in heads}
+    for lo in range(0, len(anchors), batch_size):
+        rows = windows[lo : lo + batch_size]
+        video = torch.from_numpy(np.asarray(images[rows], dtype=np.float32))  # (b, t, C, E)
+        states = torch.from_numpy(np.asarray(state[rows], dtype=np.float32))  # (b, t, S)
+        b = rows.shape[0]
+        for head in heads:
+            pred = model.predict(
+                text.expand(b, -1), video, states, None, head=head, tasks=[task] * b, soft=soft
+            )
+            out[head].append(pred.progress[:, slot].float().cpu().numpy())
+            if stage_probs:
+                probs[head].append(pred.stage_probs[:, slot].float().cpu().numpy())
+    result = {}
+    frames = np.arange(length)
+    for head in heads:
+        values = np.concatenate(out[head])
+        if stride > 1:
+            values = np.interp(frames, anchors, values)
+        result[f"progress_{head}"] = values.astype(np.float32)
+        if stage_probs:
+            p = np.concatenate(probs[head])
+            if stride > 1:
+                p = np.stack([np.interp(frames, anchors, p[:, k]) for k in range(p.shape[1])], axis=1)
+            result[f"stage_probs_{head}"] = p.astype(np.float32)
+    return result
+
+
+def _part(parts: Path, episode: int) -> Path:
+    return parts / f"episode_{episode:06d}.npz"
+
+
+def _settings(model: SARM, cache: FeatureCache, heads, stride, soft, stage_probs, source: str) -> dict:
+    return {
+        "heads": list(heads),
+        "stride": stride,
+        "soft": soft,
+        "stage_probs": stage_probs,
+        "reward_model_path": source,
+        "model": model.config.to_dict(),
+        "cache": {"encoder": cache.manifest["encoder"], "dataset": cache.manifest["dataset"]},
+        "episodes": cache.planned.tolist(),
+    }
+
+
+@torch.no_grad()
+def compute_progress(
+    model: SARM,
+    cache: FeatureCache | str | Path,
+    out_path: str | Path,
+    *,
+    heads: Sequence[str] | None = None,
+    batch_size: int = 256,
+    stride: int = 1,
+    soft: bool = False,
+    stage_probs: bool = False,
+    shard: str | Sequence[int] | None = (0, 1),
+    reward_model_path: str = "",
+    progress: bool = True,
+) -> Path | None:
+    """Score every frame of the cache with `model` and write `out_path` (LeRobot's progress schema).
+
+    Args:
+        model: a SARM (on the device it should run on).
+        cache: a `FeatureCache` or its directory.
+        out_path: the parquet file to write; per-episode parts go to `<out_path>.parts/`.
+        heads: heads to compute (default: all of the model's).
+        batch_size: windows per forward pass.
+        stride: score every k-th frame (and each episode's last), interpolate the rest.
+        soft: read progress as the expectation over stages instead of LeRobot's argmax stage.
+        stage_probs: also write per-frame stage probabilities (for `sarm viz`).
+        shard: (i, n) or "i/n": this process scores every n-th episode from i; None reads torchrun's
+            RANK / WORLD_SIZE.
+        reward_model_path: recorded in the file's metadata (LeRobot's key).
+        progress: show a tqdm bar.
+
+    Returns `out_path` once every episode is done and merged, or None when other shards are still
+    missing (run them, or call `merge_progress` later).
+    """
+    cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+    heads = list(model.config.heads if heads is None else heads)
+    for head in heads:
+        model.config.check_head(head)
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride should be a positive integer value, but got stride={stride}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
+    cfg = model.config
+    if (cache.image_dim, cache.text_dim, len(cache.cameras)) != (
+        cfg.image_dim,
+        cfg.text_dim,
+        cfg.num_cameras,
+    ):
+        raise ValueError(
+            f"the cache holds {len(cache.cameras)} camera(s) of {cache.image_dim}-d image and "
+            f"{cache.text_dim}-d text features, but the model expects {cfg.num_cameras} camera(s), "
+            f"image_dim={cfg.image_dim}, text_dim={cfg.text_dim}; encode the dataset with the model's "
+            "encoder and cameras"
+        )
+    rank, world = parse_shard(shard)
+    out_path = Path(out_path)
+    parts = out_path.with_name(out_path.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    settings = _settings(model, cache, heads, stride, soft, stage_probs, reward_model_path)
+    marker = parts / "settings.json"
+    if marker.is_file():
+        if json.loads(marker.read_text()) != settings:
+            raise ValueError(
+                f"`{parts}` holds parts computed with other settings (model, heads, stride, cache); "
+                "delete it or write to another output path"
+            )
+    else:
+        tmp = marker.with_name(f".settings.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(settings, indent=1) + "\n")
+        os.replace(tmp, marker)
+
+    mine = [int(e) for e in cache.episodes[rank::world] if not _part(parts, int(e)).is_file()]
+    bar = tqdm(total=sum(cache.length(e) for e in mine), unit="frame", disable=not progress, desc="progress")
+    for episode in mine:
+        task = cache.task(episode)
+        result = score_episode(
+            model,
+            cache.episode_images(episode),
+            cfg.normalize_state(cache.episode_state(episode)),
+            cache.text_features([task]),
+            task,
+            heads=heads,
+            batch_size=batch_size,
+            stride=stride,
+            soft=soft,
+            stage_probs=stage_probs,
+        )
+        tmp = parts / f".episode_{episode:06d}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, **result)
+        os.replace(tmp, _part(parts, episode))
+        cache.release()  # one episode's maps at a time: memory stays flat over the dataset
+        bar.update(cache.length(episode))
+    bar.close()
+    if all(_part(parts, int(e)).is_file() for e in cache.episodes):
+        return merge_progress(cache, out_path)
+    return None
+
+
+def merge_progress(
+    cache: FeatureCache | str | Path, out_path: str | Path, *, keep_parts: bool = False
+) -> Path:
+    """Stream every episode's part into `out_path` (sorted by global index), atomically; planned
+    episodes without features get NaN rows. Removes `<out_path>.parts/` unless `keep_parts`."""
+    cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+    out_path = Path(out_path)
+    parts = out_path.with_name(out_path.name + ".parts")
+    settings = json.loads((parts / "settings.json").read_text())
+    missing_parts = [int(e) for e in cache.episodes if not _part(parts, int(e)).is_file()]
+    if missing_parts:
+        raise FileNotFoundError(
+            f"{len(missing_parts)} episode(s) have no progress part in `{parts}` yet (first: "
+            f"{missing_parts[:8]}); run every shard of `sarm progress` before merging"
+        )
+    heads, with_probs = settings["heads"], settings["stage_probs"]
+    skipped = cache.missing
+    if skipped.size:
+        warnings.warn(
+            f"{skipped.size} episode(s) have no cached features and get NaN progress (RA-BC's fallback "
+            f"weight): {skipped[:20].tolist()}",
+            stacklevel=2,
+        )
+    fields = [pa.field(n, pa.int64()) for n in ("index", "episode_index", "frame_index")]
+    fields += [pa.field(f"progress_{h}", pa.float32()) for h in heads]
+    if with_probs:
+        fields += [pa.field(f"stage_probs_{h}", pa.list_(pa.float32())) for h in heads]
+    schema = pa.schema(fields, metadata={"reward_model_path": settings["reward_model_path"]})
+    done = set(cache.episodes.tolist())
+    order = sorted(cache.planned.tolist(), key=cache.first_index)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    last, pending, rows = -1, [], 0
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for episode in order:
+            length = cache.length(episode)
+            first = cache.first_index(episode)
+            if first <= last:
+                raise ValueError(f"episode {episode} overlaps the global index range of an earlier episode")
+            last = first + length - 1
+            frame = np.arange(length, dtype=np.int64)
+            columns = {
+                "index": first + frame,
+                "episode_index": np.full(length, episode, np.int64),
+                "frame_index": frame,
+            }
+            if episode in done:
+                with np.load(_part(parts, episode)) as part:
+                    columns |= {name: part[name] for name in part.files}
+            for h in heads:
+                columns.setdefault(f"progress_{h}", np.full(length, np.nan, np.float32))
+            arrays = [pa.array(columns[f.name]) for f in fields if not f.name.startswith("stage_probs_")]
+            if with_probs:
+                for h in heads:
+                    p = columns.get(f"stage_probs_{h}")
+                    if p is None:
+                        arrays.append(pa.nulls(length, pa.list_(pa.float32())))
+                    else:
+                        arrays.append(
+                            pa.ListArray.from_arrays(
+                                pa.array(np.arange(0, p.size + 1, p.shape[1], dtype=np.int32)),
+                                pa.array(p.reshape(-1)),
+                            )
+                        )
+            pending.append(pa.Table.from_arrays(arrays, schema=schema))
+            rows += length
+            if rows >= _ROW_GROUP:  # bounded memory, few row groups
+                writer.write_table(pa.concat_tables(pending))
+                pending, rows = [], 0
+        if pending:
+            writer.write_table(pa.concat_tables(pending))
+    os.replace(tmp, out_path)
+    if not keep_parts:
+        shutil.rmtree(parts, ignore_errors=True)
+    return out_path

@@ -1,0 +1,349 @@
+"""Stage-aware labels (SARM, arXiv 2509.25358, Formula 1-2): stages, proportions and targets.
+
+A demonstration is cut into K named stages, each an inclusive frame span `Span(name, start, end)`.
+A frame f inside the span of stage k gets the compact target
+
+    y = k + tau,    tau = (f - start) / (end - start)  in [0, 1]          (1.0 when end == start)
+
+which the model regresses. At inference y is mapped to normalised progress with the dataset prior
+(Formula 2): breakpoints P = [0, a_1, a_1 + a_2, ..., 1] from the temporal proportions a_k (Eq. 1,
+`sarm.labels.proportions.temporal_proportions`) and
+
+    progress(y) = P[k] + (y - k) * (P[k+1] - P[k]),   k = floor(y);   y < 0 -> 0;   y >= K -> 1,
+
+so a stage's start maps to P[k] and its end to P[k+1] whatever the stage's length in frames.
+
+Edge rules, identical to LeRobot 0.6.1 (`find_stage_and_tau`); spans are sorted by start:
+- K == 1 (single stage): tau = clip(f / max(N - 1, 1), 0, 1), stage 0: linear progress; spans ignored.
+- before the first span's start: stage 0, tau 0.0.
+- after the last span's end: stage K - 1, tau 0.999.
+- inside a span (ends inclusive; the first span in order wins, which decides a frame shared by two
+  spans: it is the end of the earlier one, y = k + 1, the same progress as the later one's start).
+- in a gap between spans: the previous span's stage with tau 1.0.
+- `targets` caps y at K - 1 + 0.999 where stage >= K - 1 and tau >= 1 (the last span's end frame), so
+  the last frame's progress is P[K-1] + 0.999 * a_K (0.9995 for a_K = 0.5), never exactly 1. A
+  consequence: inside a last span longer than 1000 frames the frames with tau > 0.999 score higher
+  than the span's (capped) end frame.
+- spans=[] with K > 1 gives (0, 0.0) everywhere, as in LeRobot; the readers in `sarm.labels.annotations`
+  return None for an unannotated episode, and `stage_and_tau(None, ...)` refuses it (K > 1): skip
+  such episodes rather than train them toward zero progress.
+
+Repeated skills: BEHAVIOR episodes repeat a skill ("move to" three times). `sarm.labels.annotations.
+number_repeats` renames the later occurrences "move to #2", "move to #3", each its own stage, so the
+stages follow the episode's order and progress never goes back.
+
+Deliberate differences from LeRobot: a span name that is not in the schema is an error (LeRobot maps it
+to stage 0 or to the span's position); NaN stays NaN in `progress` (LeRobot's tensor path gives 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+__all__ = ["Span", "StageSchema", "TaskSchemas"]
+
+LAST_TAU = 0.999  # LeRobot's tau after the last span and its cap on y at the end of the last stage
+
+
+def _where(episode) -> str:
+    return "" if episode is None else f" in episode {episode!r}"
+
+
+class Span(NamedTuple):
+    """One stage occurrence: inclusive frame indices inside one episode (0-based, episode-relative)."""
+
+    name: str
+    start: int
+    end: int
+
+    @classmethod
+    def coerce(cls, item, episode=None) -> Span:
+        """A `Span` from a Span, a (name, start, end) sequence or a {"name", "start", "end"} dict."""
+        if isinstance(item, Mapping):
+            missing = [k for k in ("name", "start", "end") if k not in item]
+            if missing:
+                raise ValueError(
+                    f"span {dict(item)!r}{_where(episode)} lacks key(s) {missing}; "
+                    'write spans as {"name": str, "start": int, "end": int}'
+                )
+            name, start, end = item["name"], item["start"], item["end"]
+        elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 3:
+            name, start, end = item
+        else:
+            raise ValueError(
+                f"span {item!r}{_where(episode)} is not a (name, start, end) triple or a "
+                '{"name", "start", "end"} dict'
+            )
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"span {item!r}{_where(episode)} needs a non-empty string name, got {name!r}")
+        for key, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ValueError(
+                    f"span {item!r}{_where(episode)}: {key} frame should be an integer frame index, "
+                    f"but got {value!r}; convert timestamps to frames first (frame = int(seconds * fps))"
+                )
+        return cls(name, int(start), int(end))
+
+
+def _spans(spans, episode) -> list[Span]:
+    """Coerced spans, stably sorted by start."""
+    return sorted((Span.coerce(s, episode) for s in spans), key=lambda s: s.start)
+
+
+@dataclass(frozen=True)
+class StageSchema:
+    """The stages of one task for one head (sparse or dense): ordered names and temporal proportions.
+
+    The order of `names` defines the stage indices k. `proportions` need not sum to 1; `breakpoints`
+    renormalises them (LeRobot's rule). Lists are accepted and stored as tuples.
+    """
+
+    names: tuple[str, ...]
+    proportions: tuple[float, ...]
+    _breakpoints: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if isinstance(self.names, str):
+            raise ValueError(f"names should be a sequence of stage names, but got the string {self.names!r}")
+        names = tuple(self.names)
+        props = tuple(float(p) for p in np.asarray(self.proportions, dtype=np.float64).reshape(-1))
+        if not names:
+            raise ValueError("a StageSchema needs at least one stage; use StageSchema.single() for one")
+        if len(names) != len(props):
+            raise ValueError(
+                f"StageSchema has {len(names)} names but {len(props)} proportions; give one per stage"
+            )
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"stage names must be non-empty strings, but got {name!r} in {list(names)}")
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(
+                f"stage names must be unique, but {dupes} repeat; number repeated skills with "
+                "sarm.labels.annotations.number_repeats"
+            )
+        if not all(math.isfinite(p) and p >= 0 for p in props):
+            raise ValueError(f"proportions must be finite and >= 0, but got {list(props)} for {list(names)}")
+        total = sum(props)
+        if total <= 0:
+            raise ValueError(f"proportions must have a positive sum, but got {list(props)}")
+        if abs(total - 1.0) > 1e-6:  # LeRobot: renormalise, sequential Python sum
+            props_n = [p / total for p in props]
+        else:
+            props_n = list(props)
+        breakpoints = np.concatenate([[0.0], np.cumsum(props_n, dtype=np.float64)])
+        breakpoints[-1] = 1.0
+        breakpoints.flags.writeable = False
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "proportions", props)
+        object.__setattr__(self, "_breakpoints", breakpoints)
+
+    @classmethod
+    def single(cls) -> StageSchema:
+        """One stage named "task": linear progress over the episode (LeRobot's `single_stage`)."""
+        return cls(names=("task",), proportions=(1.0,))
+
+    @classmethod
+    def from_proportions(cls, proportions: Mapping[str, float]) -> StageSchema:
+        """From an ordered {name: proportion} dict (`temporal_proportions`, LeRobot's JSON file)."""
+        return cls(names=tuple(proportions), proportions=tuple(proportions.values()))
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.names)
+
+    @property
+    def breakpoints(self) -> np.ndarray:
+        """float64 (K+1,): P = [0, cumulative proportions], renormalised, P[-1] == 1.0 exactly."""
+        return self._breakpoints
+
+    def stage_and_tau(
+        self, spans, num_frames: int, episode=None, *, frames=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(stage int64 (N,), tau float64 (N,)) for each frame, by the edge rules in the module docstring.
+
+        Args:
+            spans: the episode's spans (Span, (name, start, end) or dicts); ignored when K == 1.
+            num_frames: frames in the episode (the single-stage ramp reaches 1 at num_frames - 1).
+            episode: named in error messages.
+            frames: frame indices to label (default `arange(num_frames)`); may lie beyond the episode.
+        """
+        k_all = self.num_stages
+        f = np.arange(num_frames, dtype=np.int64) if frames is None else np.asarray(frames, np.int64)
+        stage = np.zeros(f.shape, np.int64)
+        tau = np.zeros(f.shape, np.float64)
+        if k_all == 1:
+            tau[:] = np.clip(f / max(num_frames - 1, 1), 0.0, 1.0)
+            return stage, tau
+        if spans is None:
+            raise ValueError(
+                f"no spans{_where(episode)} (None = unannotated) but the schema has {k_all} stages "
+                f"{list(self.names)}; skip unannotated episodes, or pass [] for LeRobot's all-zero labels"
+            )
+        spans = _spans(spans, episode)
+        if not spans:
+            return stage, tau
+        index = {name: i for i, name in enumerate(self.names)}
+        unknown = [s for s in spans if s.name not in index]
+        if unknown:
+            raise ValueError(
+                f"span {tuple(unknown[0])}{_where(episode)} names a stage that is not in the schema "
+                f"{list(self.names)}; fix the annotation or rebuild the schema with this name"
+            )
+        starts = np.array([s.start for s in spans], np.int64)
+        ends = np.array([s.end for s in spans], np.int64)
+        ids = np.array([index[s.name] for s in spans], np.int64)
+        for j in reversed(range(len(spans) - 1)):  # gaps: the previous span, tau 1 (first pair wins)
+            m = (ends[j] < f) & (f < starts[j + 1])
+            stage[m], tau[m] = ids[j], 1.0
+        for j in reversed(range(len(spans))):  # inside, inclusive ends (first span in order wins)
+            m = (starts[j] <= f) & (f <= ends[j])
+            duration = ends[j] - starts[j]
+            stage[m] = ids[j]
+            tau[m] = 1.0 if duration <= 0 else np.clip((f[m] - starts[j]) / duration, 0.0, 1.0)
+        after = f > ends[-1]
+        stage[after], tau[after] = k_all - 1, LAST_TAU
+        before = f < starts[0]
+        stage[before], tau[before] = 0, 0.0
+        return stage, tau
+
+    def targets(self, spans, num_frames: int, episode=None, *, frames=None) -> np.ndarray:
+        """float64 (N,) training targets y = stage + tau, capped at K - 1 + 0.999 (LeRobot)."""
+        stage, tau = self.stage_and_tau(spans, num_frames, episode, frames=frames)
+        y = stage + tau
+        y[(stage >= self.num_stages - 1) & (tau >= 1.0)] = self.num_stages - 1 + LAST_TAU
+        return y
+
+    def progress(self, y):
+        """Formula-2 progress in [0, 1] of targets y; returns the input's type (array, float, tensor).
+
+        Mirrors LeRobot's `normalize_stage_tau` operation by operation, so float64 input reproduces
+        its values bit for bit (a float32 tensor computes in float32, as LeRobot's tensor path does).
+        NaN stays NaN. Tensors keep their device and gradient with respect to y.
+        """
+        k_all, bp = self.num_stages, self._breakpoints
+        if isinstance(y, torch.Tensor):
+            x = y if y.is_floating_point() else y.to(torch.get_default_dtype())
+            p_t = torch.tensor(bp[:-1].tolist(), dtype=x.dtype, device=x.device)
+            width = torch.tensor(np.diff(bp).tolist(), dtype=x.dtype, device=x.device)
+            inside = (x >= 0) & (x < k_all)
+            k = torch.where(inside, x, torch.zeros_like(x)).detach().floor().long()
+            out = p_t[k] + (x - k) * width[k]
+            out = torch.where(x >= k_all, torch.ones_like(out), out)
+            out = torch.where(x < 0, torch.zeros_like(out), out)
+            return out.clamp(0.0, 1.0)
+        x = np.asarray(y, dtype=np.float64)
+        inside = (x >= 0) & (x < k_all)
+        k = np.zeros(x.shape, np.int64)
+        k[inside] = x[inside]  # truncation == floor for x >= 0
+        out = bp[k] + (x - k) * (bp[k + 1] - bp[k])
+        out = np.where(x >= k_all, 1.0, np.where(x < 0, 0.0, out))
+        out = np.clip(out, 0.0, 1.0)
+        return float(out) if np.ndim(y) == 0 and not isinstance(y, np.ndarray) else out
+
+    def targets_from_progress(self, p):
+        """The inverse of `progress`: y with `progress(y) == p` (to ~1e-15), same type as p.
+
+        Finds k with P[k] <= p < P[k+1] (zero-width stages are skipped) and returns
+        y = k + (p - P[k]) / (P[k+1] - P[k]). p == 1 maps to y = K, the end of the last stage, which
+        `targets` never produces (it caps at K - 1 + 0.999) but which `progress` maps back to exactly 1.
+        NaN stays NaN; p outside [0, 1] is an error.
+        """
+        if isinstance(p, torch.Tensor):
+            y = self.targets_from_progress(p.detach().cpu().double().numpy())
+            return torch.as_tensor(y, device=p.device).to(p.dtype if p.is_floating_point() else torch.float64)
+        k_all, bp = self.num_stages, self._breakpoints
+        x = np.asarray(p, dtype=np.float64)
+        if np.any((x < 0) | (x > 1)):
+            bad = x[(x < 0) | (x > 1)].reshape(-1)[0]
+            raise ValueError(f"progress must lie in [0, 1], but got {bad}; clip it first")
+        k = np.minimum(np.searchsorted(bp, np.nan_to_num(x), side="right") - 1, k_all - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = k + (x - bp[k]) / (bp[k + 1] - bp[k])
+        y = np.where(x >= 1.0, float(k_all), y)
+        return float(y) if np.ndim(p) == 0 and not isinstance(p, np.ndarray) else y
+
+    def to_dict(self) -> dict:
+        return {"names": list(self.names), "proportions": list(self.proportions)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> StageSchema:
+        missing = [k for k in ("names", "proportions") if k not in d]
+        if missing:
+            raise ValueError(
+                f"stage schema {dict(d)!r} lacks key(s) {missing}; expected "
+                '{"names": [...], "proportions": [...]}'
+            )
+        return cls(names=tuple(d["names"]), proportions=tuple(d["proportions"]))
+
+
+class TaskSchemas:
+    """One StageSchema per task text, for one multi-task model; the key "*" is the default schema."""
+
+    DEFAULT = "*"
+
+    def __init__(self, schemas: Mapping[str, StageSchema | Mapping]):
+        if not schemas:
+            raise ValueError("TaskSchemas needs at least one schema; use TaskSchemas.single_schema(schema)")
+        self._schemas: dict[str, StageSchema] = {}
+        for task, schema in schemas.items():
+            if not isinstance(task, str) or not task:
+                raise ValueError(f"task keys must be non-empty strings (or '*'), but got {task!r}")
+            if isinstance(schema, Mapping):
+                schema = StageSchema.from_dict(schema)
+            if not isinstance(schema, StageSchema):
+                raise ValueError(
+                    f"schema for task {task!r} should be a StageSchema or a dict, "
+                    f"but got {type(schema).__name__}"
+                )
+            self._schemas[task] = schema
+
+    @classmethod
+    def single_schema(cls, schema: StageSchema) -> TaskSchemas:
+        """The same schema for every task."""
+        return cls({cls.DEFAULT: schema})
+
+    def schema_for(self, task: str) -> StageSchema:
+        if task in self._schemas:
+            return self._schemas[task]
+        if self.DEFAULT in self._schemas:
+            return self._schemas[self.DEFAULT]
+        raise ValueError(
+            f"no stage schema for task {task!r}; known tasks: {list(self._schemas)}. Add one, or a "
+            "default under the key '*'"
+        )
+
+    @property
+    def max_stages(self) -> int:
+        return max(s.num_stages for s in self._schemas.values())
+
+    def __len__(self) -> int:
+        return len(self._schemas)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._schemas)
+
+    def __contains__(self, task) -> bool:
+        return task in self._schemas
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TaskSchemas) and self._schemas == other._schemas
+
+    def __repr__(self) -> str:
+        return f"TaskSchemas({self._schemas!r})"
+
+    def items(self) -> Iterable[tuple[str, StageSchema]]:
+        return self._schemas.items()
+
+    def to_dict(self) -> dict[str, dict]:
+        return {task: schema.to_dict() for task, schema in self._schemas.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Mapping]) -> TaskSchemas:
+        return cls({task: StageSchema.from_dict(v) for task, v in d.items()})

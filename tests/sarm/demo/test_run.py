@@ -1,0 +1,70 @@
+"""`sarm demo`: the reward-model metrics by hand, and the whole pipeline as a small smoke run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores
+
+
+def test_demo_mse_by_hand():
+    predicted = [np.array([0.0, 0.5, 1.0]), np.array([0.2, 0.2])]
+    truth = [np.array([0.0, 0.25, 1.0]), np.array([0.0, 0.4])]
+    assert demo_mse(predicted, truth) == pytest.approx((0.0625 + 0.04 + 0.04) / 5)
+    assert demo_mse(predicted, truth, every=2) == pytest.approx((0 + 0 + 0.04) / 3)
+    with pytest.raises(ValueError, match="shape"):
+        demo_mse([np.zeros(3)], [np.zeros(2)])
+
+
+def test_auroc_by_hand():
+    assert auroc(np.array([0.9, 0.8, 0.1, 0.2]), np.array([1, 1, 0, 0])) == 1.0
+    assert auroc(np.array([0.1, 0.2, 0.9]), np.array([1, 1, 0])) == 0.0
+    assert auroc(np.array([0.5, 0.5, 0.7, 0.1]), np.array([1, 0, 1, 0])) == pytest.approx(0.875)  # a tie
+    assert np.isnan(auroc(np.array([0.5, 0.6]), np.array([1, 1])))
+    assert success_scores([np.array([0.1, 0.7]), np.array([0.9])]).tolist() == [0.7, 0.9]
+
+
+def test_paper_rule():
+    assert paper_rule(np.linspace(0, 1, 30))  # final 1.0, last third mean ~0.83
+    assert not paper_rule(np.r_[np.zeros(20), np.ones(10) * 0.5, [0.9]])  # tail too low
+    assert not paper_rule(np.linspace(0, 0.79, 30))  # never above 0.8
+
+
+def test_sarm_demo_small_runs_every_stage(tmp_path):
+    pytest.importorskip("metaworld")
+    out = tmp_path / "demo"
+    run = subprocess.run(
+        [sys.executable, "-m", "sarm.cli", "demo", "--small", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for step in range(1, 7):
+        assert f"[{step}/6]" in run.stdout
+    assert "policy success over 4 rollouts: BC" in run.stdout and "plots:" in run.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["success_rate"]) == {"bc", "sampler"}
+    assert all(0 <= r <= 1 for r in summary["success_rate"].values())
+    assert summary["episodes"] == {"train": 12, "held_out": 4, "rendered": summary["episodes"]["rendered"]}
+
+    from rabc import RABCWeights, read_progress
+    from sarm.data import open_dataset
+    from sarm.labels.annotations import read_lerobot_annotations
+
+    ds = open_dataset(out / "dataset")
+    episodes = json.loads((out / "episodes.json").read_text())
+    assert len(ds.episodes) == len(episodes) == 16
+    assert sum(e["frames"] for e in episodes) == ds.num_frames
+    progress = read_progress(out / "sarm_progress.parquet")
+    assert len(progress) == ds.num_frames and np.isfinite(progress.column("sparse")).all()
+    assert len(RABCWeights.load(out / "rabc_weights.parquet")) == ds.num_frames
+    spans = read_lerobot_annotations(out / "dataset", head="sparse")
+    assert all(s[0].name == "reach" for s in spans.values())
+    assert (out / "plots" / "success.png").is_file()
+    assert list((out / "plots").glob("progress_*.png"))
