@@ -32,11 +32,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to a flag's help only where the help does not already say its default and
+    the default is a value (not None, not a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help = action.help or ""
+        if "default" in help or action.default in (None, False, argparse.SUPPRESS):
+            return help
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sarm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for command in _COMMANDS:
-        command.add_parser(sub, argparse.ArgumentDefaultsHelpFormatter)
+        command.add_parser(sub, _HelpFormatter)
     return parser
