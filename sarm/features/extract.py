@@ -184,21 +184,19 @@ def _write_shared(root: Path, manifest: dict, texts: list[str], encoder: Encoder
             atomic_save(root / "texts.npy", encoder.encode_texts(texts).numpy().astype(np.float32))
 
 
-def _remove_orphans(root: Path, episodes: list[int]) -> None:
+def _remove_orphans(root: Path, manifest: dict, lengths: dict, episodes: list[int]) -> None:
     """Delete temporary files of `episodes` left by killed runs (those whose episode lock is free)."""
     with os.scandir(root / "episodes") as entries:
-        named = {
-            e.name.split(".")[1]
-            for e in entries
-            if e.name.startswith(".episode_") and e.name.endswith(".tmp")
-        }
+        tmp = [e.name for e in entries if e.name.startswith(".episode_") and e.name.endswith(".tmp")]
+    named = {name.split(".")[1] for name in tmp}
     for episode in episodes:
         if f"episode_{episode:06d}" in named:
             lock = root / "episodes" / f"episode_{episode:06d}.lock"
             fd, _ = try_lock(lock)
             if fd is not None:  # held: another run is writing them right now
                 remove_orphans(root / "episodes", f"episode_{episode:06d}.")
-                unlock(fd, lock, remove=False)
+                done = _episode_problem(root, manifest, lengths[episode], episode) is None
+                unlock(fd, lock, remove=done)
 
 
 def extract_features(
@@ -254,7 +252,7 @@ def extract_features(
 
     lengths = dict(zip(manifest["episodes"]["episode_index"], manifest["episodes"]["length"], strict=True))
     mine = [int(e) for e in plan[rank::world]]
-    _remove_orphans(root, mine)
+    _remove_orphans(root, manifest, lengths, mine)
     todo = []
     for e in mine:
         if not _episode_file(root, e, "images").is_file():
