@@ -268,26 +268,30 @@ def extract_features(
     )
     skipped: dict[int, str] = {}
     held: dict[int, str] = {}
-    for episode in todo:
-        lock = root / "episodes" / f"episode_{episode:06d}.lock"
-        fd, holder = try_lock(lock)
-        if fd is None:
-            held[episode] = holder
-            continue
-        finished = False
-        try:
-            if _episode_problem(root, manifest, lengths[episode], episode) is None:
-                finished = True  # another run finished it since we looked
+    try:
+        for episode in todo:
+            lock = root / "episodes" / f"episode_{episode:06d}.lock"
+            fd, holder = try_lock(lock)
+            if fd is None:
+                held[episode] = holder
                 continue
-            reason = _encode_episode(dataset, encoder, root, episode, lengths[episode], cameras, dtype, bar)
-            if reason is not None and missing_videos == "error":
-                raise reason
-            if reason is not None:
-                skipped[episode] = str(reason)
-            finished = reason is None
-        finally:
-            unlock(fd, lock, remove=finished)
-    bar.close()
+            finished = False
+            try:
+                if _episode_problem(root, manifest, lengths[episode], episode) is None:
+                    finished = True  # another run finished it since we looked
+                    continue
+                reason = _encode_episode(
+                    dataset, encoder, root, episode, lengths[episode], cameras, dtype, bar
+                )
+                if reason is not None and missing_videos == "error":
+                    raise reason
+                if reason is not None:
+                    skipped[episode] = str(reason)
+                finished = reason is None
+            finally:
+                unlock(fd, lock, remove=finished)
+    finally:
+        bar.close()  # an error then starts on a line of its own
     _report(skipped, held)
     cache = FeatureCache(root, damaged="missing")
     if not len(cache.episodes) and skipped and not held:
