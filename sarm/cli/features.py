@@ -54,7 +54,7 @@ def run(args) -> int:
     if args.state_only and args.cameras:
         raise ValueError("--state-only encodes no camera; drop --cameras (or --state-only)")
     parse_shard(args.shard)
-    check_out_dir(args.out, "--out")  # before hours of decoding and encoding
+    check_out_dir(args.out, "--out", create=False)  # before hours of decoding and encoding
     ds = open_from_args(args)
     episodes = parse_episodes(args.episodes, "--episodes", available=ds.episodes)
     if not args.state_only and not ds.camera_keys:

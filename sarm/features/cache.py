@@ -99,7 +99,13 @@ class FeatureCache:
             raise FileNotFoundError(
                 f"{path} not found: `{self.root}` is not a feature cache; create one with `sarm features`"
             )
-        self.manifest: dict[str, Any] = json.loads(path.read_text())
+        try:
+            self.manifest: dict[str, Any] = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{path} is not valid JSON ({e}); it was damaged outside sarm: build the cache again "
+                "with `sarm features` into a new --out"
+            ) from None
         if self.manifest.get("format") != FORMAT or self.manifest.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{path} is not a {FORMAT} v{FORMAT_VERSION} manifest (format "

@@ -19,6 +19,7 @@ import fcntl
 import os
 import socket
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,21 +44,23 @@ class DiskFullError(OSError, RuntimeError):
     """The disk filled up while writing a cache file (errno ENOSPC); the message names the file."""
 
 
-def check_out_dir(root: Path, name: str = "out_dir") -> None:
+def check_out_dir(root: Path, name: str = "out_dir", *, create: bool = True) -> None:
     """Fail before any work if `root` cannot be the cache directory: a file, or not writable.
 
-    `name` is what the caller calls it (`out_dir` in Python, `--out` on the command line). Creates it.
+    `name` is what the caller calls it (`out_dir` in Python, `--out` on the command line). `create`
+    makes the directory; without it, the nearest existing folder is checked for permission to make it.
     """
     root = Path(root)
-    blocker = next((p for p in [root, *root.parents] if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
+    blocker = next((p for p in [root, *root.parents] if p.exists()), Path.cwd())
+    if not blocker.is_dir():
         where = "is an existing file" if blocker == root else f"lies under `{blocker}`, which is a file"
         raise ValueError(
             f"{name} `{root}` {where}; {name} should be a directory (the cache): pass a new path"
         )
     try:
-        (root / "episodes").mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test.{socket.gethostname()}.{os.getpid()}"
+        if create:
+            (root / "episodes").mkdir(parents=True, exist_ok=True)
+        probe = (root if create else blocker) / f".write-test.{socket.gethostname()}.{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -135,12 +138,30 @@ def npy_problem(path: Path, shape: tuple[int, ...] | None, dtype: str | None) ->
 
 
 # ---- locks ------------------------------------------------------------------------------------------
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+def _flock(fd: int, operation: int, folder: Path) -> None:
+    """flock, or a warning where the filesystem has no locks (some network filesystems): then runs on
+    one directory are not kept apart, and only shards (disjoint episodes) may share it."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as e:
+        if e.errno not in _NO_LOCKS:
+            raise
+        warnings.warn(
+            f"cannot lock files in `{folder}` ({e.strerror}): this filesystem has no file locks, so runs "
+            "on this cache directory are not kept apart; run one at a time (shards, --shard i/n, are fine)",
+            stacklevel=3,
+        )
+
+
 @contextlib.contextmanager
 def cache_lock(root: Path) -> Iterator[None]:
     """Hold the cache-wide lock (waits for another run that holds it; held only for short writes)."""
     fd = os.open(root / META_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _flock(fd, fcntl.LOCK_EX, root)
         yield
     finally:
         os.close(fd)  # closing drops the lock
@@ -150,7 +171,7 @@ def try_lock(path: Path) -> tuple[int | None, str]:
     """Take the lock file `path` without waiting: (fd, "") or (None, "pid P on HOST since TIME")."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, path.parent)
     except BlockingIOError:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)

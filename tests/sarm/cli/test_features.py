@@ -62,7 +62,7 @@ def test_bad_episode_ranges_name_the_flag_and_write_nothing(dataset, tmp_path, c
     line = error_line(capsys)
     assert "--episodes" in line
     assert __import__("re").search(words, line), line
-    assert not (tmp_path / "c" / "manifest.json").exists()
+    assert not (tmp_path / "c").exists()  # checked, not created, before the dataset is read
 
 
 @pytest.mark.parametrize(

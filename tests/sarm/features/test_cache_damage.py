@@ -151,3 +151,22 @@ def test_planned_episodes_must_be_in_the_dataset_and_not_empty(dataset, tmp_path
         )
     with pytest.raises(ValueError, match="episodes is empty"):
         extract_features(open_dataset(dataset), PixelEncoder(8), tmp_path / "c", episodes=[], progress=False)
+
+
+def test_a_manifest_that_is_not_json_is_named(dataset, tmp_path):
+    extract_features(open_dataset(dataset), PixelEncoder(8), tmp_path / "c", progress=False)
+    (tmp_path / "c" / "manifest.json").write_text('{"format": ')
+    with pytest.raises(ValueError, match=r"manifest.json is not valid JSON.*sarm features"):
+        FeatureCache(tmp_path / "c")
+
+
+def test_a_filesystem_without_locks_is_reported_and_the_run_goes_on(dataset, tmp_path, monkeypatch):
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match=r"cannot lock files in .*run one at a time"):
+        cache = extract_features(open_dataset(dataset), PixelEncoder(8), tmp_path / "c", progress=False)
+    assert cache.episodes.tolist() == [0, 1, 2]
