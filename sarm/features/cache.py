@@ -117,6 +117,8 @@ class FeatureCache:
         self._first = dict(zip(planned["episode_index"], planned["first_index"], strict=True))
         self._task = dict(zip(planned["episode_index"], planned["task"], strict=True))
         self.damaged: dict[int, str] = {}
+        self.skipped: dict[int, str] = {}  # set by extract_features: episodes it skipped, and why
+        self.held: dict[int, str] = {}  # set by extract_features: episodes another run was encoding
         done = []
         for e in self.planned.tolist():
             if not _episode_file(self.root, e, "images").is_file():

@@ -193,7 +193,7 @@ def _remove_orphans(root: Path, manifest: dict, lengths: dict, episodes: list[in
         if f"episode_{episode:06d}" in named:
             lock = root / "episodes" / f"episode_{episode:06d}.lock"
             fd, _ = try_lock(lock)
-            if fd is not None:  # held: another run is writing them right now
+            if fd is not None:  # else another run holds the lock and is writing them right now
                 remove_orphans(root / "episodes", f"episode_{episode:06d}.")
                 done = _episode_problem(root, manifest, lengths[episode], episode) is None
                 unlock(fd, lock, remove=done)
