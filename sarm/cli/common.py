@@ -3,27 +3,75 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
+
+_KEYS_EXAMPLE = '\'{"observation.state": "state", "observation.images.top": "cam_top"}\''
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_keys(text: str | None, flag: str = "--keys") -> dict[str, str] | None:
+    """The `--keys` JSON object {canonical name: your name}; anything else names the flag and the form."""
+    if not text:
+        return None
+    try:
+        keys = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{flag} is not valid JSON ({e}); expected an object such as {_KEYS_EXAMPLE}"
+        ) from None
+    if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
+        raise ValueError(
+            f"{flag} should be a JSON object of column names such as {_KEYS_EXAMPLE}, but got {text!r}"
+        )
+    return keys
 
 
 def open_from_args(args):
     from sarm.data import open_dataset
 
-    keys = json.loads(args.keys) if getattr(args, "keys", None) else None
     return open_dataset(
         args.dataset,
         revision=getattr(args, "revision", None),
-        keys=keys,
+        keys=parse_keys(getattr(args, "keys", None)),
         missing_videos=getattr(args, "missing_videos", "error"),
+        videos_dir=getattr(args, "videos_dir", None),
     )
 
 
-def parse_episodes(text: str | None) -> list[int] | None:
-    if not text:
+def parse_episodes(
+    text: str | None, flag: str = "--episodes", available: Sequence[int] | None = None
+) -> list[int] | None:
+    """Episodes from "0-9,15" (ranges inclusive); None when `text` is empty.
+
+    Each part is a non-negative number or an increasing range `a-b`; errors name `flag`. With
+    `available` (the dataset's episode indices), episodes outside it are an error too.
+    """
+    if text is None or not text.strip():
         return None
     out: list[int] = []
     for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+        match = _RANGE.match(part.strip())
+        if match is None:
+            why = "episode indices are non-negative" if part.strip().startswith("-") else "not a number"
+            raise ValueError(
+                f"{flag}: {part.strip()!r} is not an episode or a range ({why}); write non-negative "
+                f"episode indices and ranges such as {flag} 0-9,15"
+            )
+        lo, hi = int(match[1]), int(match[2] or match[1])
+        if hi < lo:
+            raise ValueError(f"{flag}: the range {part.strip()} is reversed; write it as {flag} {hi}-{lo}")
+        out.extend(range(lo, hi + 1))
+    out = list(dict.fromkeys(out))  # order kept, repeats dropped
+    if available is not None:
+        have = {int(e) for e in available}
+        unknown = [e for e in out if e not in have]
+        if unknown:
+            shown = f"{min(have)}..{max(have)}, {len(have)} episodes" if have else "no episodes"
+            raise ValueError(
+                f"{flag}: episodes {unknown[:20]}{' ...' if len(unknown) > 20 else ''} are not in the "
+                f"dataset (episode_index {shown}); see `sarm info`"
+            )
     return out
 
 
@@ -43,5 +91,11 @@ def add_dataset_args(p, required: bool = True) -> None:
         "--missing-videos",
         choices=("error", "skip"),
         default="error",
-        help="episodes whose video file is missing: fail listing them (default) or skip them",
+        help="episodes whose video file is missing or cannot be decoded (empty, truncated, not a video): "
+        "fail naming them (default), or skip them and report how many",
+    )
+    p.add_argument(
+        "--videos-dir",
+        help="folder that holds the dataset's videos (what its videos/ folder normally holds), "
+        "when they are kept elsewhere or in a folder named differently",
     )

@@ -8,6 +8,13 @@ decoding), `writer` (LeRobot v3.0 datasets with SARM annotation columns) and `st
 """
 
 from sarm.data.dataset import DatasetError, LeRobotDataset, MissingVideoError, open_dataset
-from sarm.data.layout import SUPPORTED_VERSIONS
+from sarm.data.layout import SUPPORTED_VERSIONS, VideoDecodeError
 
-__all__ = ["SUPPORTED_VERSIONS", "DatasetError", "LeRobotDataset", "MissingVideoError", "open_dataset"]
+__all__ = [
+    "SUPPORTED_VERSIONS",
+    "DatasetError",
+    "LeRobotDataset",
+    "MissingVideoError",
+    "VideoDecodeError",
+    "open_dataset",
+]

@@ -35,12 +35,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from sarm.data.files import read_parquet, read_parquet_schema
 from sarm.data.layout import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS  # public name of sarm.data too
 from sarm.data.layout import (
     DatasetError,
     MissingVideoError,
+    VideoDecodeError,
     camera_features,
     column_to_numpy,
     episode_tasks,
@@ -55,7 +56,7 @@ from sarm.data.layout import (
     scan_v2,
     scan_v3,
 )
-from sarm.data.video import FrameNotFoundError, decode_at
+from sarm.data.video import FrameNotFoundError, decode_at, other_video_folders, probe_video
 
 __all__ = ["DatasetError", "LeRobotDataset", "MissingVideoError", "open_dataset"]
 
@@ -69,6 +70,7 @@ def open_dataset(
     keys: Mapping[str, str] | None = None,
     missing_videos: str = "error",
     tolerance_s: float | None = None,
+    videos_dir: str | os.PathLike | None = None,
 ) -> LeRobotDataset:
     """Open a LeRobot dataset: a local root (the folder holding `meta/info.json`) or a Hub repo id.
 
@@ -90,9 +92,13 @@ def open_dataset(
         tolerance_s: largest gap between a frame's timestamp and the decoded frame matched to it;
             default half a frame period, `0.5 / fps` (the nearest decoded frame is always taken, so
             this only rejects dropped frames or a misplaced episode; LeRobot allows 1e-4 s).
+        videos_dir: the folder that holds what the dataset's `videos/` folder normally holds, for
+            videos kept elsewhere (or in a folder named differently, e.g. `video/`).
     """
     root = resolve_root(source, revision)
-    return LeRobotDataset(root, keys=keys, missing_videos=missing_videos, tolerance_s=tolerance_s)
+    return LeRobotDataset(
+        root, keys=keys, missing_videos=missing_videos, tolerance_s=tolerance_s, videos_dir=videos_dir
+    )
 
 
 class LeRobotDataset:
@@ -116,6 +122,7 @@ class LeRobotDataset:
         keys: Mapping[str, str] | None = None,
         missing_videos: str = "error",
         tolerance_s: float | None = None,
+        videos_dir: str | os.PathLike | None = None,
     ) -> None:
         if missing_videos not in _MISSING_MODES:
             raise ValueError(
@@ -124,6 +131,12 @@ class LeRobotDataset:
         if tolerance_s is not None and not tolerance_s > 0:
             raise ValueError(f"tolerance_s should be a positive number, but got tolerance_s={tolerance_s!r}")
         self.root = Path(root)
+        self.videos_dir = None if videos_dir is None else Path(videos_dir).expanduser()
+        if self.videos_dir is not None and not self.videos_dir.is_dir():
+            raise FileNotFoundError(
+                f"videos_dir `{self.videos_dir}` is not a directory; pass the folder that holds the "
+                "dataset's videos (what `videos/` holds in a LeRobot dataset)"
+            )
         self.info, self.version = read_info(self.root)
         self.fps = float(self.info["fps"])
         self.tolerance_s = 0.5 / self.fps if tolerance_s is None else float(tolerance_s)
@@ -146,7 +159,7 @@ class LeRobotDataset:
         self.episode_starts = np.concatenate([[0], np.cumsum(data_lengths)[:-1]]).astype(np.int64)
         self.num_episodes, self.num_frames = int(data_eps.size), int(data_lengths.sum())
         reconcile(self.root, self.info, meta, data_eps, data_lengths)  # warns where the metadata disagrees
-        self._columns = pq.read_schema(self._files[0]).names if self._files else []
+        self._columns = read_parquet_schema(self._files[0]).names if self._files else []
         self._cameras = camera_features(self.root, self.info, self._keys, self._columns)
         self.camera_keys = list(self._cameras)
         self.state_key, self.action_key = self._raw("observation.state"), self._raw("action")
@@ -155,16 +168,14 @@ class LeRobotDataset:
         )
         self.task_texts = list(dict.fromkeys(self.tasks))
         self._videos = {
-            cam: episode_videos(self.root, self.info, self.version, raw, self.episodes, meta)
+            cam: episode_videos(self.root, self.info, self.version, raw, self.episodes, meta, self.videos_dir)
             for cam, (raw, kind) in self._cameras.items()
             if kind == "video"
         }
         missing = {cam: self.missing_videos(cam) for cam in self._videos}
         if missing_videos == "skip" and any(m.size for m in missing.values()):
-            listed = "; ".join(f"{cam}: {listing(m)}" for cam, m in missing.items() if m.size)
-            warnings.warn(
-                f"skipping episodes whose video file is missing under `{self.root}`: {listed}", stacklevel=3
-            )
+            listed = "; ".join(self.missing_report(cam) for cam, m in missing.items() if m.size)
+            warnings.warn(f"skipping episodes whose video file is missing: {listed}", stacklevel=3)
 
     # ------------------------------------------------------------------------------------- loading
 
@@ -235,7 +246,7 @@ class LeRobotDataset:
         if self._last is not None and self._last[:2] == (file, raw):
             return self._last[2]
         path = self._files[file]
-        data = column_to_numpy(pq.read_table(path, columns=[raw]).column(0), raw, path)
+        data = column_to_numpy(read_parquet(path, columns=[raw]).column(0), raw, path)
         self._last = (file, raw, data)
         return data
 
@@ -246,7 +257,7 @@ class LeRobotDataset:
             if c not in self._columns:
                 raise self._missing_column(c)
         return pa.concat_tables(
-            [pq.read_table(p, columns=raw) for p in self._files], promote_options="default"
+            [read_parquet(p, columns=raw) for p in self._files], promote_options="default"
         )
 
     def state(self, episodes: Any = None) -> np.ndarray:
@@ -269,7 +280,7 @@ class LeRobotDataset:
     def state_dim(self) -> int:
         """Width S of observation.state."""
         if self.state_key in self._columns:
-            kind = pq.read_schema(self._files[0]).field(self.state_key).type
+            kind = read_parquet_schema(self._files[0]).field(self.state_key).type
             if pa.types.is_fixed_size_list(kind):
                 return int(kind.list_size)
         return self.state(self.episodes[:1]).shape[1]
@@ -345,13 +356,47 @@ class LeRobotDataset:
             raise self._missing_error(camera)
         return self.episodes[~missing]
 
-    def _missing_error(self, camera: str) -> MissingVideoError:
+    def missing_report(self, camera: str) -> str:
+        """Which episodes of `camera` lack a video, the path looked for, and any other folder with videos."""
         paths, _, missing = self._video(camera)
-        return MissingVideoError(
-            f"video files of camera {camera!r} are missing for {int(missing.sum())} of {self.num_episodes} "
-            f"episodes: {listing(self.episodes[missing])} (e.g. `{paths[int(np.argmax(missing))]}`); "
-            'restore the files, or pass missing_videos="skip" to open_dataset to leave those episodes out'
+        if not missing.any():
+            return f"camera {camera!r}: no video file is missing"
+        expected = self.videos_dir or self.root / "videos"
+        text = (
+            f"{camera}: {listing(self.episodes[missing])} ({int(missing.sum())} of {self.num_episodes} "
+            f"episodes have no video file; looked for `{paths[int(np.argmax(missing))]}`)"
         )
+        for folder, count in other_video_folders(self.root, expected):
+            text += (
+                f"; `{folder}` holds {count} .mp4 file(s) but videos are read from `{expected}`: if "
+                f"those are the videos, pass videos_dir='{folder}' to open_dataset (--videos-dir on the "
+                "command line)"
+            )
+        return text
+
+    def _missing_error(self, camera: str) -> MissingVideoError:
+        return MissingVideoError(
+            f'{self.missing_report(camera)}; restore the files, or pass missing_videos="skip" to '
+            "open_dataset to leave those episodes out"
+        )
+
+    def probe_videos(self, camera: str) -> dict[int, str]:
+        """{episode: what is wrong} for the episodes whose video file is on disk but does not decode.
+
+        Each file is opened and its first frame decoded once (a file shared by episodes, once for all);
+        a file cut off after its first frame is only found when `decode` reaches the cut.
+        """
+        paths, _, missing = self._video(camera)
+        verdicts: dict[Path, str | None] = {}
+        out = {}
+        for p, episode in enumerate(self.episodes.tolist()):
+            if missing[p]:
+                continue
+            if paths[p] not in verdicts:
+                verdicts[paths[p]] = probe_video(paths[p])
+            if verdicts[paths[p]] is not None:
+                out[int(episode)] = f"`{paths[p]}` {verdicts[paths[p]]}"
+        return out
 
     def decode(
         self, camera: str, episode_index: int, frames: Any = None, *, chunk: int = 64
@@ -392,11 +437,19 @@ class LeRobotDataset:
                 if e.nearest is None
                 else f"the nearest decoded frame is at {e.nearest:.4f} s"
             )
-            raise DatasetError(
+            raise VideoDecodeError(
                 f"camera {camera!r}, episode {episode}: frame {int(local[e.position])} should be shown at "
                 f"{e.expected:.4f} s in `{path}`, but {found} (tolerance_s={self.tolerance_s:.4g}); the "
-                "video may be shorter than the episode or drop frames. Re-encode it, or raise tolerance_s in "
-                "open_dataset"
+                "video may be shorter than the episode or drop frames. Re-encode it, raise tolerance_s in "
+                "open_dataset, or skip such episodes (--missing-videos skip)"
+            ) from None
+        except Exception as e:
+            if not type(e).__module__.startswith("av"):  # PyAV's errors: av.error.InvalidDataError, ...
+                raise
+            raise VideoDecodeError(
+                f"camera {camera!r}, episode {episode}: the video file `{path}` cannot be decoded "
+                f"({type(e).__name__}: {e}); it is damaged (empty, truncated or not a video). Restore it, "
+                "or skip such episodes (extract_features(..., missing_videos='skip'), --missing-videos skip)"
             ) from None
 
     # ---------------------------------------------------------------------------------------- misc

@@ -11,7 +11,6 @@ the truth: `reconcile` warns where `meta/episodes` or info.json totals disagree 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -21,14 +20,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from sarm.data.files import read_json, read_jsonl, read_parquet, read_parquet_rows, read_parquet_schema
 from sarm.data.video import V21_VIDEO, V30_VIDEO, locate_videos
 
 __all__ = [
     "SUPPORTED_VERSIONS",
     "DatasetError",
     "MissingVideoError",
+    "VideoDecodeError",
     "camera_features",
     "column_to_numpy",
     "episode_tasks",
@@ -56,6 +56,10 @@ class DatasetError(ValueError):
 
 class MissingVideoError(DatasetError, FileNotFoundError):
     """A video file that an episode needs is not on disk."""
+
+
+class VideoDecodeError(DatasetError):
+    """A video file is on disk but cannot be decoded (empty, not a video, truncated, too short)."""
 
 
 def resolve_root(source: str | os.PathLike, revision: str | None) -> Path:
@@ -132,7 +136,7 @@ def read_info(root: Path) -> tuple[dict, str]:
             f"`{root}` is not a LeRobot dataset root: `{info_path}` not found; pass the folder "
             "that holds meta/ and data/ (for a Hub dataset, its snapshot folder)"
         )
-    info: dict = json.loads(info_path.read_text())
+    info: dict = read_json(info_path, dict)
     version = str(info.get("codebase_version"))
     if version not in SUPPORTED_VERSIONS:
         raise DatasetError(
@@ -148,10 +152,10 @@ def read_episodes(root: Path, version: str) -> dict[str, Any]:
         path = root / "meta" / "episodes.jsonl"
         if not path.is_file():
             raise DatasetError(f"`{path}` not found; a {version} dataset lists its episodes there")
-        rows = sorted(
-            (json.loads(line) for line in path.read_text().splitlines() if line.strip()),
-            key=lambda r: r["episode_index"],
-        )
+        rows = read_jsonl(path)
+        if any("episode_index" not in r for r in rows):
+            raise DatasetError(f"`{path}` has a line without `episode_index`; restore the file")
+        rows = sorted(rows, key=lambda r: r["episode_index"])
         return {
             "episode_index": np.array([r["episode_index"] for r in rows], dtype=np.int64),
             "length": np.array([r.get("length", -1) for r in rows], dtype=np.int64),
@@ -164,8 +168,8 @@ def read_episodes(root: Path, version: str) -> dict[str, Any]:
         )
     tables = []
     for p in paths:
-        names = [n for n in pq.read_schema(p).names if not n.startswith(("stats/", "meta/"))]
-        tables.append(pq.read_table(p, columns=names))
+        names = [n for n in read_parquet_schema(p).names if not n.startswith(("stats/", "meta/"))]
+        tables.append(read_parquet(p, columns=names))
     table = pa.concat_tables(tables, promote_options="default").sort_by("episode_index")
     has = set(table.column_names)
     return {
@@ -190,7 +194,7 @@ def scan_v2(root: Path, info: dict, meta: dict) -> tuple[list[Path], np.ndarray,
                 "it, or remove the episode from meta/episodes.jsonl"
             )
         files.append(path)
-        lengths.append(pq.read_metadata(path).num_rows)
+        lengths.append(read_parquet_rows(path))
     rows = np.asarray(lengths, dtype=np.int64)
     keep = rows > 0  # an empty file is an episode without data: left out, with a warning
     files = [f for f, k in zip(files, keep, strict=True) if k]
@@ -204,9 +208,9 @@ def scan_v3(
     files = sorted((root / "data").rglob("*.parquet"))
     runs, sizes, file_rows = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], []
     for path in files:
-        if column not in (names := pq.read_schema(path).names):
+        if column not in (names := read_parquet_schema(path).names):
             raise missing_column(column, names, path, keys)
-        e = pq.read_table(path, columns=[column]).column(0).to_numpy().astype(np.int64)
+        e = read_parquet(path, columns=[column]).column(0).to_numpy().astype(np.int64)
         cut = np.flatnonzero(np.diff(e)) + 1
         runs.append(e[np.r_[0, cut]] if e.size else e)
         sizes.append(np.diff(np.r_[0, cut, e.size]) if e.size else e)
@@ -309,10 +313,10 @@ def task_table(root: Path) -> dict[int, str]:
     """{task_index: task text} from meta/tasks.jsonl (v2.x) or meta/tasks.parquet (v3.0)."""
     meta = root / "meta"
     if (meta / "tasks.jsonl").is_file():
-        rows = [json.loads(line) for line in (meta / "tasks.jsonl").read_text().splitlines() if line.strip()]
+        rows = read_jsonl(meta / "tasks.jsonl")
         return {int(r["task_index"]): r["task"] for r in rows}
     if (meta / "tasks.parquet").is_file():
-        t = pq.read_table(meta / "tasks.parquet")
+        t = read_parquet(meta / "tasks.parquet")
         text = "task" if "task" in t.column_names else "__index_level_0__"
         return dict(zip(t["task_index"].to_pylist(), t[text].to_pylist(), strict=True))
     raise DatasetError(
@@ -321,9 +325,16 @@ def task_table(root: Path) -> dict[int, str]:
 
 
 def episode_videos(
-    root: Path, info: dict, version: str, raw: str, episodes: np.ndarray, meta: dict
+    root: Path,
+    info: dict,
+    version: str,
+    raw: str,
+    episodes: np.ndarray,
+    meta: dict,
+    videos_dir: Path | None = None,
 ) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    """Per episode: video path, `from_timestamp` offset and whether the file is missing (`locate_videos`)."""
+    """Per episode: video path, `from_timestamp` offset and whether the file is missing (`locate_videos`;
+    `videos_dir` stands for the dataset's `videos/` folder)."""
     table = meta.get("table")
     shared = None
     if table is not None:  # v3.0: (chunk_index, file_index, from_timestamp) per episode
@@ -334,7 +345,9 @@ def episode_videos(
         shared = {int(e): (c, f, float(t)) for e, c, f, t in zip(listed, *values, strict=True)}
     template = info.get("video_path") or (V30_VIDEO if version == "v3.0" else V21_VIDEO)
     size = int(info.get("chunks_size", 1000))
-    return locate_videos(root, raw, episodes, template=template, chunks_size=size, shared=shared)
+    return locate_videos(
+        root, raw, episodes, template=template, chunks_size=size, shared=shared, videos_dir=videos_dir
+    )
 
 
 def meta_stats(
@@ -345,11 +358,11 @@ def meta_stats(
     None when neither file has it (for every one of `episodes`, in the pooled case).
     """
     path = root / "meta" / "stats.json"
-    if path.is_file() and raw in (stats := json.loads(path.read_text())):
+    if path.is_file() and raw in (stats := read_json(path, dict)):
         return np.asarray(stats[raw]["mean"], np.float64), np.asarray(stats[raw]["std"], np.float64)
     path = root / "meta" / "episodes_stats.jsonl"
     if path.is_file():
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(path)
         per_episode = {r["episode_index"]: r["stats"].get(raw) for r in rows}
         found = [per_episode.get(e) for e in episodes.tolist()]
         if all(found):

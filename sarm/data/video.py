@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["V21_VIDEO", "V30_VIDEO", "FrameNotFoundError", "decode_at", "locate_videos"]
+__all__ = [
+    "V21_VIDEO",
+    "V30_VIDEO",
+    "FrameNotFoundError",
+    "decode_at",
+    "locate_videos",
+    "other_video_folders",
+    "probe_video",
+]
 
 V21_VIDEO = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"  # one per episode
 V30_VIDEO = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"  # shared by episodes
@@ -44,7 +52,14 @@ class FrameNotFoundError(ValueError):
 
 
 def locate_videos(
-    root: Path, key: str, episodes: Any, *, template: str, chunks_size: int, shared: dict | None = None
+    root: Path,
+    key: str,
+    episodes: Any,
+    *,
+    template: str,
+    chunks_size: int,
+    shared: dict | None = None,
+    videos_dir: Path | None = None,
 ) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Per episode: its video file, its start in that file (s) and whether the file is missing.
 
@@ -52,6 +67,7 @@ def locate_videos(
     per episode. Tried in order, first existing wins (when none exists the first is reported):
     `template` (info.json's video_path), then the dataset's own layout, then the other one, i.e. a
     file per episode `V21_VIDEO` (start 0) or a shared file `V30_VIDEO` (for v2.x, file = episode).
+    `videos_dir` replaces the `videos/` folder these paths start with (videos kept elsewhere).
     """
     exists: dict[Path, bool] = {}
     episodes = np.asarray(episodes).tolist()
@@ -65,7 +81,7 @@ def locate_videos(
             (template, in_file, start),
             *((one_file, per_episode) if shared else (per_episode, one_file)),
         ]
-        options = [(Path(root) / t.format(**f), s) for t, f, s in layouts]
+        options = [(_place(root, t.format(**f), videos_dir), s) for t, f, s in layouts]
         for path, _ in options:
             if path not in exists:
                 exists[path] = path.is_file()
@@ -73,6 +89,59 @@ def locate_videos(
         paths.append((found or options[0])[0])
         offsets[p], missing[p] = (found[1], False) if found else (0.0, True)
     return paths, offsets, missing
+
+
+def _place(root: Path, relative: str, videos_dir: Path | None) -> Path:
+    """`root / relative`, or with `videos_dir` in place of the leading `videos/` folder."""
+    head, _, rest = relative.partition("/")
+    if videos_dir is not None and head == "videos" and rest:
+        return Path(videos_dir) / rest
+    return Path(root) / relative
+
+
+def other_video_folders(root: Path, expected: Path) -> list[tuple[Path, int]]:
+    """Folders beside `expected` (the videos folder looked in) that hold .mp4 files, with their counts.
+
+    A dataset copied with its videos in `video/` instead of `videos/` (or the like) shows up here, so
+    that a missing-video error can point at the folder that holds them.
+    """
+    found = []
+    parents = dict.fromkeys([Path(root), Path(expected).parent])
+    for parent in parents:
+        if not parent.is_dir():
+            continue
+        for child in sorted(parent.iterdir()):
+            if child == Path(expected) or child.name in ("meta", "data") or not child.is_dir():
+                continue
+            count = sum(1 for _ in child.rglob("*.mp4"))
+            if count:
+                found.append((child, count))
+    return found
+
+
+def probe_video(path: str | Path) -> str | None:
+    """None when the file opens and its first video frame decodes; else what went wrong, in words.
+
+    Cheap (one frame), so it finds empty, random or header-truncated files, not a file cut off later.
+    """
+    try:
+        if Path(path).stat().st_size == 0:
+            return "the file is empty (0 bytes)"
+        container = _open(str(path))
+    except ImportError:
+        raise
+    except Exception as e:  # PyAV raises av.error.* (ValueError / OSError subclasses)
+        return f"cannot be opened ({type(e).__name__}: {e})"
+    try:
+        if not container.streams.video:
+            return "holds no video stream"
+        for _ in container.decode(container.streams.video[0]):
+            return None
+        return "holds no decodable video frame"
+    except Exception as e:
+        return f"cannot be decoded ({type(e).__name__}: {e})"
+    finally:
+        container.close()
 
 
 def _open(path: str) -> Any:

@@ -17,28 +17,31 @@ Layout of a cache directory:
 Every file is written to a temporary name and renamed into place, so a killed run leaves only whole
 files; a rerun skips finished episodes and, because each episode is encoded in the same batches, gives
 byte-identical files. `shard=(i, n)` gives rank i every n-th planned episode; ranks share nothing but
-the (identical) manifest and text files.
+the (identical) manifest and text files. Disk work (temporary files, locks, size checks) is in
+`sarm.features.storage`:
+- each episode is encoded under its own lock (`episodes/episode_XXXXXX.lock`): two runs on one
+  directory, sharded or not, never encode an episode twice; an episode another run holds is left to it
+  and reported;
+- a rerun deletes the temporary files a killed run left, and re-encodes an episode whose files do not
+  match the manifest (truncated or damaged outside the library); `FeatureCache` refuses such files;
+- a state-only cache (`state_only=True`) has `cameras == []` and image features of shape `(T, 0, E)`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
-import threading
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from sarm.features.encoders import Encoder
+from sarm.features.storage import npy_problem
 from sarm.labels.negatives import NEGATIVE_TEXTS
 
-__all__ = ["FeatureCache", "extract_features", "parse_shard"]
+__all__ = ["FeatureCache", "parse_shard"]
 
 FORMAT = "sarm-feature-cache"
 FORMAT_VERSION = 1
@@ -62,37 +65,47 @@ def parse_shard(shard: str | Sequence[int] | None) -> tuple[int, int]:
     return i, n
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _episode_file(root: Path, episode: int, kind: str) -> Path:
     return root / "episodes" / f"episode_{episode:06d}.{kind}.npy"
 
 
+def _episode_problem(root: Path, manifest: dict, length: int, episode: int) -> str | None:
+    """None if both files of a finished episode match the manifest (shape, dtype, size); else the problem."""
+    images = (length, len(manifest["cameras"]), int(manifest["image_dim"]))
+    state = (length, int(manifest["state_dim"])) if "state_dim" in manifest else None
+    for kind, shape, dtype in (("images", images, manifest["dtype"]), ("state", state, "float32")):
+        path = _episode_file(root, episode, kind)
+        if (problem := npy_problem(path, shape, dtype)) is not None:
+            return f"`{path}` {problem}"
+    return None
+
+
 class FeatureCache:
     """Read access to a feature cache directory (see the module docstring). Only finished episodes
-    are visible; `missing` lists the planned ones not written yet."""
+    are visible; `missing` lists the planned ones not written yet.
 
-    def __init__(self, root: str | Path):
+    Every finished episode's files are checked against the manifest (shape, dtype and file size, from
+    the .npy headers) when the cache is opened. `damaged="error"` (default) refuses a file that does not
+    match, naming it; `"missing"` counts such episodes as not finished (`damaged` maps them to the
+    problem), which is what a rerun of `sarm features` repairs.
+    """
+
+    def __init__(self, root: str | Path, *, damaged: str = "error"):
+        if damaged not in ("error", "missing"):
+            raise ValueError(f"damaged should be 'error' or 'missing', but got damaged={damaged!r}")
         self.root = Path(root)
         path = self.root / "manifest.json"
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} not found: `{self.root}` is not a feature cache; create one with `sarm features`"
             )
-        self.manifest: dict[str, Any] = json.loads(path.read_text())
+        try:
+            self.manifest: dict[str, Any] = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{path} is not valid JSON ({e}); it was damaged outside sarm: build the cache again "
+                "with `sarm features` into a new --out"
+            ) from None
         if self.manifest.get("format") != FORMAT or self.manifest.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{path} is not a {FORMAT} v{FORMAT_VERSION} manifest (format "
@@ -103,7 +116,25 @@ class FeatureCache:
         self._length = dict(zip(planned["episode_index"], planned["length"], strict=True))
         self._first = dict(zip(planned["episode_index"], planned["first_index"], strict=True))
         self._task = dict(zip(planned["episode_index"], planned["task"], strict=True))
-        done = [e for e in self.planned.tolist() if _episode_file(self.root, e, "images").is_file()]
+        self.damaged: dict[int, str] = {}
+        self.skipped: dict[int, str] = {}  # set by extract_features: episodes it skipped, and why
+        self.held: dict[int, str] = {}  # set by extract_features: episodes another run was encoding
+        done = []
+        for e in self.planned.tolist():
+            if not _episode_file(self.root, e, "images").is_file():
+                continue
+            if (problem := _episode_problem(self.root, self.manifest, self._length[e], e)) is not None:
+                self.damaged[e] = problem
+            else:
+                done.append(e)
+        if self.damaged and damaged == "error":
+            first, more = next(iter(self.damaged.items())), len(self.damaged) - 1
+            raise ValueError(
+                f"feature cache `{self.root}`: episode {first[0]}: {first[1]}"
+                + (f" (and {more} more damaged episode(s): {sorted(self.damaged)[:20]})" if more else "")
+                + "; the file was changed outside sarm (truncated copy, full disk?). Run `sarm features` "
+                "again with the same --out: it re-encodes the damaged episodes"
+            )
         self.episodes = np.asarray(done, dtype=np.int64)
         self.episode_lengths = np.asarray([self._length[e] for e in done], dtype=np.int64)
         self.episode_starts = np.cumsum(self.episode_lengths) - self.episode_lengths
@@ -231,162 +262,10 @@ class _Frames:
         return out
 
 
-# ---- writing ----------------------------------------------------------------------------------------
-def _prefetch(chunks: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Run a generator in a background thread (video decoding overlaps encoding), `depth` items ahead."""
-    out: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
+def __getattr__(name: str) -> Any:
+    """`extract_features` lives in `sarm.features.extract` (it imports this module); still importable here."""
+    if name == "extract_features":
+        from sarm.features.extract import extract_features
 
-    def work() -> None:
-        try:
-            for item in chunks:
-                out.put(item)
-        except BaseException as error:  # re-raised in the consumer
-            out.put(error)
-        out.put(done)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    while (item := out.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
-
-
-def _manifest(dataset, encoder: Encoder, cameras: list[str], dtype: str, plan: np.ndarray) -> dict:
-    positions = [dataset.episode_position(int(e)) for e in plan]
-    starts = dataset.episode_starts[positions]
-    index = dataset.index
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "encoder": encoder.describe(),
-        "cameras": cameras,
-        "dtype": dtype,
-        "image_dim": encoder.image_dim,
-        "text_dim": encoder.text_dim,
-        "state_key": dataset.state_key,
-        "state_dim": int(dataset.state_dim),
-        "dataset": {
-            "root": str(dataset.root),
-            "fingerprint": dataset.fingerprint(),
-            "codebase_version": dataset.version,
-            "fps": float(dataset.fps),
-        },
-        "episodes": {
-            "episode_index": plan.tolist(),
-            "length": dataset.episode_lengths[positions].tolist(),
-            "first_index": index[starts].tolist(),
-            "task": [dataset.tasks[p] for p in positions],
-        },
-    }
-
-
-def _check_same(path: Path, new: dict) -> None:
-    old = json.loads(path.read_text())
-    for key in ("encoder", "cameras", "dtype", "dataset", "episodes", "state_key"):
-        if old.get(key) != new.get(key):
-            raise ValueError(
-                f"`{path.parent}` holds a feature cache made with another {key} "
-                f"({str(old.get(key))[:200]} vs {str(new.get(key))[:200]}); use a new output directory "
-                "(or delete this one) to build a cache with these settings"
-            )
-
-
-def extract_features(
-    dataset,
-    encoder: Encoder,
-    out_dir: str | Path,
-    *,
-    cameras: Sequence[str] | None = None,
-    episodes: Sequence[int] | None = None,
-    dtype: str = "float16",
-    shard: str | Sequence[int] | None = (0, 1),
-    missing_videos: str = "error",
-    progress: bool = True,
-) -> FeatureCache:
-    """Decode and encode every frame of the chosen episodes and cameras once; write the cache.
-
-    Args:
-        dataset: a `sarm.data.LeRobotDataset` (`open_dataset(...)`).
-        encoder: a `sarm.features.encoders.Encoder` (`load_encoder(...)`).
-        out_dir: the cache directory (created; an existing cache with the same settings is resumed).
-        cameras: camera keys to encode (default: all of the dataset's).
-        episodes: episode indices to plan (default: all).
-        dtype: "float16" (half the disk, the default) or "float32" for image features.
-        shard: (i, n) or "i/n": encode every n-th planned episode starting at i; None takes the rank
-            and world size from torchrun's environment.
-        missing_videos: "error" raises listing every planned episode without a video for a chosen
-            camera; "skip" leaves those episodes out of the plan, with a warning naming them.
-        progress: show a tqdm bar.
-
-    Returns the `FeatureCache` (this shard's episodes are finished; others may still be running).
-    """
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype should be one of {list(_DTYPES)}, but got dtype={dtype!r}")
-    if missing_videos not in ("error", "skip"):
-        raise ValueError(f"missing_videos should be 'error' or 'skip', but got {missing_videos!r}")
-    cameras = list(dataset.camera_keys if cameras is None else cameras)
-    unknown = sorted(set(cameras) - set(dataset.camera_keys))
-    if not cameras or unknown:
-        raise ValueError(
-            f"cameras should be some of the dataset's camera keys {dataset.camera_keys}, but got {cameras}"
-        )
-    plan = np.asarray(dataset.episodes if episodes is None else episodes, dtype=np.int64)
-    missing = np.unique(np.concatenate([np.asarray(dataset.missing_videos(c), np.int64) for c in cameras]))
-    missing = np.intersect1d(missing, plan)
-    if missing.size and missing_videos == "error":
-        from sarm.data import MissingVideoError
-
-        raise MissingVideoError(
-            f"{missing.size} planned episode(s) have no video for cameras {cameras}: {missing.tolist()}; "
-            "restore the files, or skip those episodes with missing_videos='skip' (--missing-videos skip)"
-        )
-    if missing.size:
-        warnings.warn(
-            f"skipping {missing.size} episode(s) without video for cameras {cameras}: {missing.tolist()}",
-            stacklevel=2,
-        )
-        plan = np.setdiff1d(plan, missing)
-    rank, world = parse_shard(shard)
-
-    root = Path(out_dir)
-    (root / "episodes").mkdir(parents=True, exist_ok=True)
-    manifest = _manifest(dataset, encoder, cameras, dtype, plan)
-    path = root / "manifest.json"
-    if path.is_file():
-        _check_same(path, manifest)
-    else:
-        _atomic_text(path, json.dumps(manifest, indent=1) + "\n")
-    texts = list(dict.fromkeys([*dataset.task_texts, *NEGATIVE_TEXTS]))
-    if not (root / "texts.npy").is_file():
-        _atomic_text(root / "texts.json", json.dumps(texts, indent=1) + "\n")
-        _atomic_save(root / "texts.npy", encoder.encode_texts(texts).numpy().astype(np.float32))
-
-    mine = [int(e) for e in plan[rank::world] if not _episode_file(root, int(e), "images").is_file()]
-    lengths = dict(zip(manifest["episodes"]["episode_index"], manifest["episodes"]["length"], strict=True))
-    bar = tqdm(
-        total=sum(lengths[e] for e in mine),
-        unit="frame",
-        disable=not progress,
-        desc=f"features {rank}/{world}" if world > 1 else "features",
-    )
-    for episode in mine:
-        state = np.asarray(dataset.state(episodes=[episode]), dtype=np.float32)
-        images = np.empty((lengths[episode], len(cameras), encoder.image_dim), dtype=dtype)
-        for c, camera in enumerate(cameras):
-            filled = np.zeros(lengths[episode], bool)
-            for frames, pixels in _prefetch(dataset.decode(camera, episode)):
-                images[frames, c] = encoder.encode_images(pixels).numpy().astype(dtype)
-                filled[frames] = True
-                bar.update(len(frames) / len(cameras))
-            if not filled.all():
-                raise RuntimeError(
-                    f"decoding camera {camera!r} of episode {episode} gave {filled.sum()} of "
-                    f"{filled.size} frames; the video is shorter than the episode's data"
-                )
-        _atomic_save(_episode_file(root, episode, "state"), state)
-        _atomic_save(_episode_file(root, episode, "images"), images)  # last: marks the episode done
-    bar.close()
-    return FeatureCache(root)
+        return extract_features
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
