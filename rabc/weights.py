@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import torch
 
 from rabc.formulas import delta_statistics, eq9_weights, group_rows, progress_deltas, solve_kappa
-from rabc.progress_io import ProgressTable, atomic_write_parquet, read_progress
+from rabc.progress_io import ProgressTable, atomic_write_parquet, read_progress, unreadable_parquet
 
 __all__ = ["DEFAULT_TARGET_MEAN_WEIGHT", "STATS", "RABCWeights"]
 
@@ -64,6 +64,10 @@ class RABCWeights:
         group_stats=None,
         source="<arrays>",
     ):
+        _check_fallback(fallback_weight)
+        _check_arrays(source, index=index, episode_index=episode_index, deltas=deltas, weights=weights)
+        if group_of_row is not None:
+            _check_arrays(source, index=index, group=group_of_row)
         self.index, self.episode_index = index, episode_index
         self.deltas, self.weights = deltas, weights
         self.chunk_size, self.kappa, self.head = chunk_size, kappa, head
@@ -102,6 +106,7 @@ class RABCWeights:
             groups: optional episode -> group (e.g. task) mapping: mu and sigma are then computed per
                 group, so a slow task's frames are judged against that task's pace.
         """
+        _check_fallback(fallback_weight)
         table = progress if isinstance(progress, ProgressTable) else read_progress(progress, heads=[head])
         if stats not in STATS:
             raise ValueError(f"stats should be one of {list(STATS)}, but got stats={stats!r}")
@@ -276,33 +281,70 @@ class RABCWeights:
 
     @classmethod
     def load(cls, path) -> RABCWeights:
-        """Read a file written by `save`."""
+        """Read a file written by `save`, validated (columns, weights in [0, 1], parameters)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"weights file `{path}` does not exist; write one with `rabc weights`")
-        raw = (pq.read_schema(path).metadata or {}).get(b"rabc")
+        try:
+            raw = (pq.read_schema(path).metadata or {}).get(b"rabc")
+        except (pa.ArrowInvalid, OSError) as err:
+            raise unreadable_parquet(str(path), err, "weights") from err
         if raw is None:
             raise ValueError(
                 f"`{path}` has no `rabc` metadata: it is not a weights file written by `rabc weights`"
                 " (a progress file? build weights with RABCWeights.from_progress)"
             )
-        meta = json.loads(raw)
-        if meta.pop("format", None) != FORMAT:
+        try:
+            meta = json.loads(raw)
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict) or meta.pop("format", None) != FORMAT:
             raise ValueError(
                 f"`{path}` was written in an unknown weights format; rewrite it with `rabc weights`"
             )
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise unreadable_parquet(str(path), err, "weights") from err
+        missing = [c for c in ("index", "episode_index", "delta", "weight") if c not in table.column_names]
+        if missing:
+            raise ValueError(
+                f"weights file `{path}` lacks column(s) {missing} (it has {table.column_names}); "
+                "rewrite it with `rabc weights`"
+            )
+        cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
         group_stats = {label: (m, s) for label, m, s in meta.pop("group_stats", [])}
-        cols = {name: table.column(name).to_numpy() for name in table.column_names}
-        return cls(
-            index=cols["index"],
-            episode_index=cols["episode_index"],
-            deltas=cols["delta"],
-            weights=cols["weight"],
-            group_of_row=cols.get("group"),
-            group_stats=group_stats,
-            **meta,
-        )
+        unknown = sorted(set(meta) - set(_PARAMETERS))
+        if unknown or set(_PARAMETERS) - set(meta):
+            raise ValueError(
+                f"weights file `{path}` has parameters {sorted(meta)} in its metadata, expected "
+                f"{sorted(_PARAMETERS)}; rewrite it with `rabc weights`"
+            )
+        try:
+            w = cls(
+                index=cols["index"],
+                episode_index=cols["episode_index"],
+                deltas=cols["delta"],
+                weights=cols["weight"],
+                group_of_row=cols.get("group"),
+                group_stats=group_stats,
+                **meta,
+            )
+            _check_kappa(w.kappa)
+        except ValueError as err:
+            raise ValueError(
+                f"weights file `{path}` is invalid: {err}; rewrite it with `rabc weights`"
+            ) from None
+        if (
+            w.group_of_row is not None
+            and len(w)
+            and not 0 <= w.group_of_row.min() <= w.group_of_row.max() < len(group_stats)
+        ):
+            raise ValueError(
+                f"weights file `{path}` has group codes outside the {len(group_stats)} groups of its "
+                "metadata; rewrite it with `rabc weights`"
+            )
+        return w
 
     def _init_args(self) -> dict:
         return {
@@ -341,6 +383,48 @@ class RABCWeights:
 
 
 _ARRAYS = ("index", "episode_index", "deltas", "weights", "group_of_row", "group_stats")
+_PARAMETERS = (
+    "chunk_size",
+    "kappa",
+    "head",
+    "epsilon",
+    "fallback_weight",
+    "stats",
+    "delta_mean",
+    "delta_std",
+    "source",
+)
+
+
+def _check_fallback(fallback_weight) -> None:
+    if fallback_weight is None:
+        return
+    if isinstance(fallback_weight, bool) or not (
+        np.isscalar(fallback_weight)
+        and np.isreal(fallback_weight)
+        and np.isfinite(fallback_weight)
+        and 0 <= fallback_weight <= 1
+    ):
+        raise ValueError(
+            f"fallback_weight should be a number in [0, 1] (RA-BC weights lie in [0, 1]; LeRobot uses 1.0) "
+            f"or None to refuse unknown progress, but got fallback_weight={fallback_weight!r}"
+        )
+
+
+def _check_arrays(source, **arrays) -> None:
+    """Every array 1-D of one length; weights (when given) finite and in [0, 1]."""
+    n = len(arrays["index"])
+    for name, values in arrays.items():
+        if values is not None and np.shape(values) != (n,):
+            raise ValueError(f"`{name}` has shape {np.shape(values)} but `index` has {n} rows ({source})")
+    weights = arrays.get("weights")
+    if weights is not None and n:
+        bad = np.flatnonzero(~((weights >= 0) & (weights <= 1)))  # NaN fails both comparisons
+        if bad.size:
+            raise ValueError(
+                f"{bad.size} weight(s) are NaN or outside [0, 1] (first: {weights[bad[0]]} at index "
+                f"{arrays['index'][bad[0]]}) in `{source}`; RA-BC weights lie in [0, 1]"
+            )
 
 
 def _check_kappa(kappa) -> None:
