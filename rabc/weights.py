@@ -122,8 +122,8 @@ class RABCWeights:
             raise ValueError(
                 f"{nan_rows.size} frame(s) have no progress delta in `{table.source}`, e.g. {where}: "
                 "the progress at the frame or at its future frame is NaN or absent, and "
-                "fallback_weight=None; recompute progress for those frames or pass fallback_weight=1.0 "
-                "(LeRobot's rule)"
+                "fallback_weight=None refuses such frames; recompute progress for those frames or pass "
+                "fallback_weight=1.0 (LeRobot's rule)"
             )
         use = ~np.isnan(deltas) if stats == "global" else ~np.isnan(deltas) & ~clamped
         group_of_row, group_stats = None, None
