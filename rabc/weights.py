@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from rabc.checks import check_arrays, check_fallback, check_kappa
 from rabc.formulas import delta_statistics, eq9_weights, group_rows, progress_deltas, solve_kappa
 from rabc.progress_io import ProgressTable, atomic_write_parquet, read_progress, unreadable_parquet
 
@@ -64,10 +65,10 @@ class RABCWeights:
         group_stats=None,
         source="<arrays>",
     ):
-        _check_fallback(fallback_weight)
-        _check_arrays(source, index=index, episode_index=episode_index, deltas=deltas, weights=weights)
+        check_fallback(fallback_weight)
+        check_arrays(source, index=index, episode_index=episode_index, deltas=deltas, weights=weights)
         if group_of_row is not None:
-            _check_arrays(source, index=index, group=group_of_row)
+            check_arrays(source, index=index, group=group_of_row)
         self.index, self.episode_index = index, episode_index
         self.deltas, self.weights = deltas, weights
         self.chunk_size, self.kappa, self.head = chunk_size, kappa, head
@@ -106,12 +107,12 @@ class RABCWeights:
             groups: optional episode -> group (e.g. task) mapping: mu and sigma are then computed per
                 group, so a slow task's frames are judged against that task's pace.
         """
-        _check_fallback(fallback_weight)
+        check_fallback(fallback_weight)
         table = progress if isinstance(progress, ProgressTable) else read_progress(progress, heads=[head])
         if stats not in STATS:
             raise ValueError(f"stats should be one of {list(STATS)}, but got stats={stats!r}")
         auto = isinstance(kappa, str) and kappa == "auto"
-        _check_kappa(0.0 if auto else kappa)
+        check_kappa(0.0 if auto else kappa)
         if not epsilon > 0:
             raise ValueError(f"epsilon should be > 0, but got epsilon={epsilon!r}")
         deltas, clamped = progress_deltas(table, head, chunk_size)
@@ -186,7 +187,7 @@ class RABCWeights:
         """
         if isinstance(kappa, str) and kappa == "auto":
             kappa = self.kappa_for_mean_weight(target_mean_weight)
-        _check_kappa(kappa)
+        check_kappa(kappa)
         new = RABCWeights(**{**self._init_args(), "kappa": float(kappa)})
         new.weights = new._compute_weights(float(kappa))
         return new
@@ -330,7 +331,7 @@ class RABCWeights:
                 group_stats=group_stats,
                 **meta,
             )
-            _check_kappa(w.kappa)
+            check_kappa(w.kappa)
         except ValueError as err:
             raise ValueError(
                 f"weights file `{path}` is invalid: {err}; rewrite it with `rabc weights`"
@@ -394,41 +395,3 @@ _PARAMETERS = (
     "delta_std",
     "source",
 )
-
-
-def _check_fallback(fallback_weight) -> None:
-    if fallback_weight is None:
-        return
-    if isinstance(fallback_weight, bool) or not (
-        np.isscalar(fallback_weight)
-        and np.isreal(fallback_weight)
-        and np.isfinite(fallback_weight)
-        and 0 <= fallback_weight <= 1
-    ):
-        raise ValueError(
-            f"fallback_weight should be a number in [0, 1] (RA-BC weights lie in [0, 1]; LeRobot uses 1.0) "
-            f"or None to refuse unknown progress, but got fallback_weight={fallback_weight!r}"
-        )
-
-
-def _check_arrays(source, **arrays) -> None:
-    """Every array 1-D of one length; weights (when given) finite and in [0, 1]."""
-    n = len(arrays["index"])
-    for name, values in arrays.items():
-        if values is not None and np.shape(values) != (n,):
-            raise ValueError(f"`{name}` has shape {np.shape(values)} but `index` has {n} rows ({source})")
-    weights = arrays.get("weights")
-    if weights is not None and n:
-        bad = np.flatnonzero(~((weights >= 0) & (weights <= 1)))  # NaN fails both comparisons
-        if bad.size:
-            raise ValueError(
-                f"{bad.size} weight(s) are NaN or outside [0, 1] (first: {weights[bad[0]]} at index "
-                f"{arrays['index'][bad[0]]}) in `{source}`; RA-BC weights lie in [0, 1]"
-            )
-
-
-def _check_kappa(kappa) -> None:
-    if isinstance(kappa, bool) or not (
-        np.isscalar(kappa) and np.isreal(kappa) and np.isfinite(kappa) and kappa >= 0
-    ):
-        raise ValueError(f'kappa should be a finite float >= 0 or "auto", but got kappa={kappa!r}')
