@@ -9,6 +9,7 @@ The formulas themselves live in `rabc.formulas`.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Hashable, Mapping
@@ -384,14 +385,5 @@ class RABCWeights:
 
 
 _ARRAYS = ("index", "episode_index", "deltas", "weights", "group_of_row", "group_stats")
-_PARAMETERS = (
-    "chunk_size",
-    "kappa",
-    "head",
-    "epsilon",
-    "fallback_weight",
-    "stats",
-    "delta_mean",
-    "delta_std",
-    "source",
-)
+# the scalar parameters `save` writes to the metadata: every constructor argument but the arrays
+_PARAMETERS = tuple(p for p in inspect.signature(RABCWeights).parameters if p not in _ARRAYS)
