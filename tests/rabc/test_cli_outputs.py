@@ -184,3 +184,11 @@ def test_load_state_dict_refuses_wrong_field_types(key, value):
     sampler = RABCWeightedSampler(np.ones(10), seed=0)
     with pytest.raises(ValueError, match=rf"{key} should be a non-negative integer, but got {key}="):
         sampler.load_state_dict({**sampler.state_dict(), key: value})
+
+
+def test_api_save_to_a_directory_or_under_a_file_is_a_clear_error(tmp_path, progress):
+    w = RABCWeights.from_progress(progress, chunk_size=5)
+    with pytest.raises(ValueError, match=rf"output path `{tmp_path}` is a directory, but a file is expected"):
+        w.save(tmp_path)
+    with pytest.raises(ValueError, match=r"`.*p\.parquet` is a file, not a directory"):
+        w.save(progress / "w.parquet")
