@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -17,19 +18,66 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rabc.diagnostics import diagnose
+from rabc.files import atomic_write, check_output_dir, check_output_file, refuse_overwrite
 from rabc.progress_io import read_progress
 from rabc.weights import DEFAULT_TARGET_MEAN_WEIGHT, STATS, RABCWeights
 
 EXAMPLE_PROGRESS = "data/example_progress.parquet"
 
 
+# Python argument names in the library's messages -> the CLI flags a user of `rabc` types
+_FLAGS = (
+    (re.compile(r"\bpass sort=True \(CLI: --sort\)"), "pass --sort"),
+    (re.compile(r"\bfallback_weight=None\b"), "--fallback-weight none"),
+    *(
+        (re.compile(rf"\b{name}=(['\"]?)([^\s,;)'\"]*)\1"), rf"{flag} \2")
+        for name, flag in (
+            ("fallback_weight", "--fallback-weight"),
+            ("chunk_size", "--chunk-size"),
+            ("kappa", "--kappa"),
+            ("target_mean_weight", "--target-mean-weight"),
+            ("target", "--target-mean-weight"),
+            ("head", "--head"),
+            ("stats", "--stats"),
+        )
+    ),
+    (re.compile(r"\bfallback_weight\b"), "--fallback-weight"),
+    (re.compile(r"\bchunk_size\b"), "--chunk-size"),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        _check_paths(args)  # before any compute: a bad output path fails in a second, not after the work
         return args.run(args)
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
-        print(f"rabc {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, KeyError, OSError, ImportError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"rabc {args.command}: error: {cli_terms(message)}", file=sys.stderr)
         return 2
+
+
+def cli_terms(message: str) -> str:
+    """A library message with Python argument names (`fallback_weight=None`) turned into CLI flags."""
+    for pattern, flag in _FLAGS:
+        message = pattern.sub(flag, message)
+    return " ".join(message.split())
+
+
+def _check_paths(args) -> None:
+    """Refuse outputs that are directories, unwritable, or one of the inputs; all before any work."""
+    if args.command == "demo":
+        check_output_dir(args.out, "--out")
+        return
+    outputs = (
+        {"-o/--output": args.output}
+        if args.command == "weights"
+        else {"--plot": args.plot, "--json": args.json}
+    )
+    refuse_overwrite({"PROGRESS": args.progress}, outputs)
+    for flag, path in outputs.items():
+        if path is not None:
+            check_output_file(path, flag)
 
 
 def _weights(args) -> int:
@@ -46,16 +94,15 @@ def _diagnose(args) -> int:
     report = diagnose(w, target_mean_weight=args.target_mean_weight, plot=args.plot, top_episodes=args.top)
     print(report)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "metrics": report.metrics,
-                    "verdict": report.verdict,
-                    "kappa_suggestions": report.kappa_suggestions,
-                },
-                indent=2,
-            )
+        text = json.dumps(
+            {
+                "metrics": report.metrics,
+                "verdict": report.verdict,
+                "kappa_suggestions": report.kappa_suggestions,
+            },
+            indent=2,
         )
+        atomic_write(args.json, lambda tmp: tmp.write_text(text))
         print(f"wrote {args.json}")
     return 0
 
@@ -96,7 +143,7 @@ def _build(args) -> RABCWeights:
         kappa=0.01 if args.kappa is None else _kappa(args.kappa),
         head=args.head,
         stats=args.stats,
-        fallback_weight=None if args.fallback_weight == "none" else float(args.fallback_weight),
+        fallback_weight=args.fallback_weight,
         target_mean_weight=args.target_mean_weight,
     )
 
@@ -119,6 +166,20 @@ def _kappa_arg(text: str) -> str:
         except ValueError:
             raise argparse.ArgumentTypeError(f"kappa should be a number or 'auto', got {text!r}") from None
     return text
+
+
+def _fallback_arg(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"should be a number in [0, 1] (RA-BC weights lie in [0, 1]) or 'none', got {text!r}"
+        )
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,7 +216,8 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--fallback-weight",
-            default="1.0",
+            type=_fallback_arg,
+            default=1.0,
             help="weight of frames with unknown progress (default 1.0 like LeRobot; 'none' = error)",
         )
         p.add_argument(

@@ -3,6 +3,23 @@
 LeRobot's docs call a mean weight of 0.3-0.8 healthy: near 1 every chunk gets full weight and RA-BC
 is plain behaviour cloning (kappa too low); near 0 it throws away almost all data. `diagnose` measures
 where a dataset stands and which kappa moves it where, without training anything.
+
+Before judging kappa, the verdict checks that the deltas carry a signal at all (first match wins):
+
+* `unknown_progress`: no frame has a known delta (all progress NaN): every weight is the fallback.
+* `chunk_too_long`: the chunk size is at least the longest episode, so every delta is clamped at the
+  episode end and measures progress to the end of the episode, not over a chunk.
+* `no_progress`: the mean delta is <= 0: progress does not increase on average over a chunk.
+* `no_signal`: the progress looks like noise, by two rules that must both hold: (1) episodes do not
+  rise: the median over episodes of the net rise is below `MIN_EPISODE_RISE` (0.1, a tenth of the
+  0 -> 1 a successful demonstration makes), and (2) no positive mass beyond noise: under
+  `MIN_RISE_BEYOND_NOISE` (10%) of the deltas exceed the noise level |q05| (the magnitude of the 5%
+  most negative delta); deltas of pure noise are symmetric, so about 5% exceed it. The net rise of an
+  episode of L frames is `sum(deltas) / min(chunk, L)`, which equals progress at its last frame minus
+  the mean progress of its first min(chunk, L) frames (the sum telescopes; NaN deltas are skipped).
+
+Then the mean weight decides: `kappa_too_low` (>= 0.95), `discards_most` (<= 0.1), `mild` (> 0.8),
+`selective` (< 0.3), else `healthy`.
 """
 
 from __future__ import annotations
@@ -12,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rabc.files import atomic_write, check_output_file
 from rabc.progress_io import episode_runs
 from rabc.weights import DEFAULT_TARGET_MEAN_WEIGHT, RABCWeights
 
@@ -19,6 +37,8 @@ __all__ = ["Diagnosis", "diagnose"]
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 HEALTHY = (0.3, 0.8)
+MIN_EPISODE_RISE = 0.1  # no_signal rule 1: median net progress rise of an episode below this
+MIN_RISE_BEYOND_NOISE = 0.1  # no_signal rule 2: fraction of deltas above |q05| below this (noise: ~0.05)
 
 
 @dataclass
@@ -28,6 +48,7 @@ class Diagnosis:
     metrics: dict[str, float]
     kappa_suggestions: dict[str, tuple[float, float]]  # name -> (kappa, mean weight it gives)
     verdict: str  # "healthy" | "kappa_too_low" | "mild" | "selective" | "discards_most" | "no_progress"
+    # | "no_signal" | "chunk_too_long" | "unknown_progress" (see the module docstring)
     advice: str
     worst_episodes: list[tuple[int, int, int]]  # (episode, zero-weight frames, frames)
     plot: Path | None = None
@@ -92,6 +113,8 @@ def diagnose(
         plot: a PNG path: histogram of deltas with the kappa lines, and histogram of weights.
         weight_options: passed to `RABCWeights.from_progress` (epsilon, fallback_weight, stats, groups).
     """
+    if plot is not None:
+        check_output_file(plot, "plot")  # before any compute
     if isinstance(source, RABCWeights):
         w = source if kappa is None else source.with_kappa(kappa, target_mean_weight)
     else:
@@ -113,6 +136,11 @@ def diagnose(
     kappa_suggestions = {name: (k, w.with_kappa(k).mean_weight) for name, k in suggestions.items()}
     verdict, advice = _verdict(metrics, suggestions["mean + std"])
     notes = []
+    if verdict != "chunk_too_long" and metrics["clamped_fraction"] > 0.5:
+        notes.append(
+            f"{metrics['clamped_fraction']:.0%} of the deltas are clamped at the episode end (chunk size "
+            f"{w.chunk_size}, longest episode {int(metrics['max_episode_frames'])} frames)"
+        )
     if w.group_stats:
         notes.append(
             f"statistics per group: {len(w.group_stats)} groups; delta mean/std above are the pooled values"
@@ -147,16 +175,61 @@ def _metrics(w: RABCWeights) -> dict[str, float]:
         "full_fraction": full / n,
         "soft_fraction": (n - zero - full) / n,
         "num_fallback": float(w.num_fallback),
+        **_signal_metrics(w, finite, q[1]),
     }
     return metrics
 
 
+def _signal_metrics(w: RABCWeights, finite: np.ndarray, q05: float) -> dict[str, float]:
+    """Clamping, per-episode net rise and positive mass beyond noise (see the module docstring)."""
+    _, starts, ends = episode_runs(w.episode_index)
+    rows = ends - starts
+    spans = w.index[ends - 1] - w.index[starts] + 1  # frames of each episode, gaps included
+    last = np.repeat(w.index[ends - 1], rows)
+    clamped = w.index + w.chunk_size > last
+    known = ~np.isnan(w.deltas)
+    sums = np.add.reduceat(np.where(known, w.deltas, 0.0), starts)
+    counts = np.add.reduceat(known.astype(np.int64), starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rise = sums / counts * rows / np.minimum(w.chunk_size, rows)  # mean delta scaled up to the sum
+    noise = max(-q05, 0.0) if finite.size else np.nan
+    return {
+        "max_episode_frames": float(spans.max()),
+        "clamped_fraction": float((clamped & known).sum() / max(known.sum(), 1)),
+        "median_episode_rise": float(np.median(rise[counts > 0])) if finite.size else np.nan,
+        "rise_beyond_noise_fraction": float((finite > noise).mean()) if finite.size else np.nan,
+    }
+
+
 def _verdict(m: dict[str, float], higher_kappa: float) -> tuple[str, str]:
     mean_weight = m["mean_weight"]
+    if m["num_fallback"] == m["num_frames"]:
+        return "unknown_progress", (
+            f"no frame has a known progress delta: the progress values are all NaN (or every future "
+            f"frame is absent), so every weight is the fallback {mean_weight:.3g}; recompute progress "
+            "with a working reward model"
+        )
+    if m["clamped_fraction"] == 1:
+        return "chunk_too_long", (
+            f"the chunk size ({int(m['chunk_size'])} frames) is at least the longest episode "
+            f"({int(m['max_episode_frames'])} frames): every delta is clamped at the episode end, so "
+            "each weight measures progress to the end of the episode, not over an action chunk; use "
+            "the policy's chunk size (shorter than the episodes)"
+        )
     if m["delta_mean"] <= 0:
         return "no_progress", (
             "progress does not increase on average over a chunk; check the reward model and the head "
             "before trusting any weights"
+        )
+    if (
+        m["median_episode_rise"] < MIN_EPISODE_RISE
+        and m["rise_beyond_noise_fraction"] < MIN_RISE_BEYOND_NOISE
+    ):
+        return "no_signal", (
+            f"the progress looks like noise: the median episode rises by {m['median_episode_rise']:.3g} "
+            f"(under {MIN_EPISODE_RISE}) and only {m['rise_beyond_noise_fraction']:.1%} of the deltas "
+            f"exceed the noise level |q05| = {abs(m['delta_q05']):.3g} (pure noise: ~5%); the weights "
+            "would be random: check the reward model (training, checkpoint, head) before using them"
         )
     if mean_weight >= 0.95:
         return "kappa_too_low", (
@@ -209,7 +282,7 @@ def _plot(w: RABCWeights, suggestions: dict[str, tuple[float, float]], path: Pat
         title=f"RA-BC weights (mean {w.mean_weight:.3f})", xlabel="weight", ylabel="frames", yscale="log"
     )
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix[1:] or "png"))
+    finally:
+        plt.close(fig)

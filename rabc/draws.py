@@ -15,21 +15,22 @@ THINNING_STREAM = (1 << 64) - 1  # SeedSequence word of the no-duplicates mode (
 
 
 def _check_block(block: np.ndarray, start: int, bad: list[int]) -> float:
-    """Count negative / NaN / inf weights into `bad` = [neg, nan, inf, first position]; return the max."""
+    """Count negative / NaN / inf / above-1 weights into `bad` = [neg, nan, inf, first position,
+    above 1 (finite)]; return the max."""
     low, high = block.min(), block.max()
-    if not (low >= 0 and np.isfinite(high)):  # slow path only for bad blocks; NaN fails `low >= 0`
-        flags = (block < 0, np.isnan(block), np.isinf(block))
-        for k, flag in enumerate(flags):
+    if not (low >= 0 and high <= 1):  # slow path only for bad blocks; NaN fails `low >= 0`
+        flags = (block < 0, np.isnan(block), np.isinf(block), (block > 1) & np.isfinite(block))
+        for k, flag in zip((0, 1, 2, 4), flags, strict=True):
             bad[k] += int(np.count_nonzero(flag))
         if bad[3] < 0:
-            bad[3] = start + int(np.flatnonzero(flags[0] | flags[1] | flags[2])[0])
+            bad[3] = start + int(np.flatnonzero(flags[0] | flags[1] | flags[2] | flags[3])[0])
     return float(high)
 
 
 def scan_weights(weights: np.ndarray, cdf: np.ndarray | None = None) -> tuple[float, float]:
     """Validate block by block and return (float64 sum, max); if given, fill `cdf` with the running
     sum, equal to `np.cumsum(weights, dtype=np.float64)` without an N-sized temporary."""
-    bad, total, high = [0, 0, 0, -1], 0.0, 0.0
+    bad, total, high = [0, 0, 0, -1, 0], 0.0, 0.0
     with np.errstate(over="ignore", invalid="ignore"):  # reported below, with counts and positions
         for lo in range(0, weights.shape[0], BLOCK):
             block = weights[lo : lo + BLOCK]
@@ -44,12 +45,11 @@ def scan_weights(weights: np.ndarray, cdf: np.ndarray | None = None) -> tuple[fl
             total = float(out[-1])
     if bad[3] >= 0:
         raise ValueError(
-            f"weights should be finite and non-negative, but {bad[0]} are negative, {bad[1]} NaN and "
-            f"{bad[2]} infinite (first at position {bad[3]}: {weights[bad[3]]}); fix them upstream, e.g. "
-            f"RABCWeights gives unknown progress an explicit fallback weight"
+            f"weights should be finite and in [0, 1] (RA-BC weights), but {bad[4]} are above 1, {bad[0]} "
+            f"are negative, {bad[1]} NaN and {bad[2]} infinite (first at position {bad[3]}: "
+            f"{weights[bad[3]]}); fix them upstream (RABCWeights gives unknown progress an explicit "
+            "fallback weight), or divide other non-negative scores by their maximum"
         )
-    if not np.isfinite(total):
-        raise ValueError(f"the weights' sum overflows float64 ({total}); rescale the weights")
     if total <= 0:
         raise ValueError(
             f"all {weights.shape[0]} weights are zero, so there is nothing to sample; check how they were "

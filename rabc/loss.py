@@ -61,10 +61,10 @@ def _check_weights(weights: torch.Tensor, batch_size: int, losses: torch.Tensor)
         )
     with torch.no_grad():
         lo, hi = torch.stack(torch.aminmax(weights.detach())).tolist()  # one device sync; NaN propagates
-        if not (lo >= 0 and hi < float("inf")):  # the diagnosis below runs only on failure
-            bad = (~(torch.isfinite(weights) & (weights >= 0))).nonzero().flatten()[:5].tolist()
+        if not (lo >= 0 and hi <= 1):  # the diagnosis below runs only on failure; NaN fails both
+            bad = (~((weights >= 0) & (weights <= 1))).nonzero().flatten()[:5].tolist()
             raise ValueError(
-                f"weights must be finite and non-negative, got {weights[bad].tolist()} at batch positions "
+                f"weights must be finite and in [0, 1], got {weights[bad].tolist()} at batch positions "
                 f"{bad}; RA-BC weights lie in [0, 1] (check the weights file or map NaN to a fallback)."
             )
 
@@ -102,7 +102,8 @@ def rabc_weighted_loss(
     Args:
         losses: unreduced losses of shape :math:`(B,)`, :math:`(B, H)` or :math:`(B, H, D)` (any trailing
             dimensions), e.g. from ``torch.nn.MSELoss(reduction="none")``.
-        weights: non-negative per-sample weights of shape :math:`(B,)` on the device of ``losses``.
+        weights: per-sample weights in [0, 1] (RA-BC, Eq. 8-9) of shape :math:`(B,)`, on the device of
+            ``losses``.
         normalize: ``"batch"``, ``"global"`` or ``"none"``.
         mask: optional validity mask, bool or 0/1, True = valid element, of shape :math:`(B,)`,
             :math:`(B, H)` or the shape of ``losses``; broadcast over the trailing dimensions. LeRobot's

@@ -16,8 +16,6 @@ Everything here works on whole numpy columns: reading 10^8 rows builds no per-ro
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
+
+from rabc.files import atomic_write
 
 __all__ = ["HEADS", "ProgressTable", "episode_runs", "read_progress", "write_progress"]
 
@@ -113,18 +113,8 @@ def write_progress(path, table: ProgressTable, metadata: dict[str, str] | None =
 
 
 def atomic_write_parquet(table: pa.Table, path) -> Path:
-    """Write `table` to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    """Write `table` to a temporary file beside `path`, then rename it into place (see `rabc.files`)."""
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _read_columns(source, name: str, heads, progress_bar: bool) -> dict[str, np.ndarray]:
@@ -136,7 +126,7 @@ def _read_columns(source, name: str, heads, progress_bar: bool) -> dict[str, np.
         try:
             file = pq.ParquetFile(source)
         except (pa.ArrowInvalid, OSError) as err:
-            raise ValueError(f"`{name}` is not a readable parquet file ({err}); regenerate it") from err
+            raise unreadable_parquet(name, err, "progress") from err
         schema, num_rows = file.schema_arrow, file.metadata.num_rows
         batches = None
     available = schema.names
@@ -160,12 +150,22 @@ def _read_columns(source, name: str, heads, progress_bar: bool) -> dict[str, np.
         batches = file.iter_batches(columns=wanted, batch_size=1 << 22)
     row = 0
     with tqdm(total=num_rows, desc="read progress", unit="row", disable=not progress_bar) as bar:
-        for batch in batches:
-            for c in wanted:
-                out[c][row : row + batch.num_rows] = _column_to_numpy(batch.column(c), c, name)
-            row += batch.num_rows
-            bar.update(batch.num_rows)
+        try:
+            for batch in batches:
+                for c in wanted:
+                    out[c][row : row + batch.num_rows] = _column_to_numpy(batch.column(c), c, name)
+                row += batch.num_rows
+                bar.update(batch.num_rows)
+        except (pa.ArrowInvalid, OSError) as err:  # a corrupt data page behind an intact footer
+            raise unreadable_parquet(name, err, "progress") from err
     return out
+
+
+def unreadable_parquet(name: str, err: Exception, kind: str) -> ValueError:
+    """The one-line error for a file that is not a readable parquet file (corrupt, truncated, other)."""
+    detail = " ".join(str(err).split())
+    fix = "regenerate it with `sarm progress`" if kind == "progress" else "rewrite it with `rabc weights`"
+    return ValueError(f"{kind} file `{name}` is not a readable parquet file ({detail}); {fix}")
 
 
 def _column_to_numpy(column: pa.Array, name: str, source: str) -> np.ndarray:

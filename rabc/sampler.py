@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -46,7 +46,7 @@ class RABCWeightedSampler(Sampler[int]):
     r"""Yields dataset positions in `[0, N)` with probability proportional to `weights`.
 
     Args:
-        weights: N non-negative finite weights (numpy array, `np.memmap`, torch tensor or sequence),
+        weights: N weights in [0, 1] (RA-BC weights; numpy array, `np.memmap`, torch tensor or sequence),
             or an object with `.weights` and `.index` (e.g. `RABCWeights`) whose index is exactly
             `0..N-1`. Numpy arrays and CPU float32/64 tensors are not copied (a Python sequence
             becomes a float64 array, a float16 tensor a float32 one).
@@ -246,6 +246,11 @@ class RABCWeightedSampler(Sampler[int]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Adopt `seed`, `epoch` and `position`; the next `__iter__` continues from there."""
+        if not isinstance(state, Mapping):
+            raise TypeError(
+                f"state should be a dict from RABCWeightedSampler.state_dict(), but got "
+                f"{type(state).__name__}; was the sampler state saved with the checkpoint?"
+            )
         missing = sorted(set(self.state_dict()) - set(state))
         if missing:
             raise ValueError(
@@ -262,10 +267,12 @@ class RABCWeightedSampler(Sampler[int]):
                     f"sampler state has {key}={state[key]!r} but this sampler has {key}={mine[key]!r}; "
                     "build the sampler with the same weights and arguments as the run that saved it"
                 )
+        for key in ("seed", "epoch", "position"):
+            value = state[key]
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(f"{key} should be a non-negative integer, but got {key}={value!r}")
         self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
         position = state["position"]
-        if not isinstance(position, int | np.integer) or position < 0:
-            raise ValueError(f"position should be a non-negative integer, but got position={position!r}")
         if self.replacement and position > self._per_rank:
             raise ValueError(f"position={position} is past the end of the epoch ({self._per_rank} per rank)")
         self._cursor_end, self._cursor_it = int(position), iter(())

@@ -9,6 +9,7 @@ The formulas themselves live in `rabc.formulas`.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Hashable, Mapping
@@ -19,8 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from rabc.checks import check_arrays, check_fallback, check_kappa
 from rabc.formulas import delta_statistics, eq9_weights, group_rows, progress_deltas, solve_kappa
-from rabc.progress_io import ProgressTable, atomic_write_parquet, read_progress
+from rabc.progress_io import ProgressTable, atomic_write_parquet, read_progress, unreadable_parquet
 
 __all__ = ["DEFAULT_TARGET_MEAN_WEIGHT", "STATS", "RABCWeights"]
 
@@ -64,6 +66,10 @@ class RABCWeights:
         group_stats=None,
         source="<arrays>",
     ):
+        check_fallback(fallback_weight)
+        check_arrays(source, index=index, episode_index=episode_index, deltas=deltas, weights=weights)
+        if group_of_row is not None:
+            check_arrays(source, index=index, group=group_of_row)
         self.index, self.episode_index = index, episode_index
         self.deltas, self.weights = deltas, weights
         self.chunk_size, self.kappa, self.head = chunk_size, kappa, head
@@ -102,11 +108,12 @@ class RABCWeights:
             groups: optional episode -> group (e.g. task) mapping: mu and sigma are then computed per
                 group, so a slow task's frames are judged against that task's pace.
         """
+        check_fallback(fallback_weight)
         table = progress if isinstance(progress, ProgressTable) else read_progress(progress, heads=[head])
         if stats not in STATS:
             raise ValueError(f"stats should be one of {list(STATS)}, but got stats={stats!r}")
         auto = isinstance(kappa, str) and kappa == "auto"
-        _check_kappa(0.0 if auto else kappa)
+        check_kappa(0.0 if auto else kappa)
         if not epsilon > 0:
             raise ValueError(f"epsilon should be > 0, but got epsilon={epsilon!r}")
         deltas, clamped = progress_deltas(table, head, chunk_size)
@@ -117,8 +124,8 @@ class RABCWeights:
             raise ValueError(
                 f"{nan_rows.size} frame(s) have no progress delta in `{table.source}`, e.g. {where}: "
                 "the progress at the frame or at its future frame is NaN or absent, and "
-                "fallback_weight=None; recompute progress for those frames or pass fallback_weight=1.0 "
-                "(LeRobot's rule)"
+                "fallback_weight=None refuses such frames; recompute progress for those frames or pass "
+                "fallback_weight=1.0 (LeRobot's rule)"
             )
         use = ~np.isnan(deltas) if stats == "global" else ~np.isnan(deltas) & ~clamped
         group_of_row, group_stats = None, None
@@ -181,7 +188,7 @@ class RABCWeights:
         """
         if isinstance(kappa, str) and kappa == "auto":
             kappa = self.kappa_for_mean_weight(target_mean_weight)
-        _check_kappa(kappa)
+        check_kappa(kappa)
         new = RABCWeights(**{**self._init_args(), "kappa": float(kappa)})
         new.weights = new._compute_weights(float(kappa))
         return new
@@ -276,33 +283,70 @@ class RABCWeights:
 
     @classmethod
     def load(cls, path) -> RABCWeights:
-        """Read a file written by `save`."""
+        """Read a file written by `save`, validated (columns, weights in [0, 1], parameters)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"weights file `{path}` does not exist; write one with `rabc weights`")
-        raw = (pq.read_schema(path).metadata or {}).get(b"rabc")
+        try:
+            raw = (pq.read_schema(path).metadata or {}).get(b"rabc")
+        except (pa.ArrowInvalid, OSError) as err:
+            raise unreadable_parquet(str(path), err, "weights") from err
         if raw is None:
             raise ValueError(
                 f"`{path}` has no `rabc` metadata: it is not a weights file written by `rabc weights`"
                 " (a progress file? build weights with RABCWeights.from_progress)"
             )
-        meta = json.loads(raw)
-        if meta.pop("format", None) != FORMAT:
+        try:
+            meta = json.loads(raw)
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict) or meta.pop("format", None) != FORMAT:
             raise ValueError(
                 f"`{path}` was written in an unknown weights format; rewrite it with `rabc weights`"
             )
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise unreadable_parquet(str(path), err, "weights") from err
+        missing = [c for c in ("index", "episode_index", "delta", "weight") if c not in table.column_names]
+        if missing:
+            raise ValueError(
+                f"weights file `{path}` lacks column(s) {missing} (it has {table.column_names}); "
+                "rewrite it with `rabc weights`"
+            )
+        cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
         group_stats = {label: (m, s) for label, m, s in meta.pop("group_stats", [])}
-        cols = {name: table.column(name).to_numpy() for name in table.column_names}
-        return cls(
-            index=cols["index"],
-            episode_index=cols["episode_index"],
-            deltas=cols["delta"],
-            weights=cols["weight"],
-            group_of_row=cols.get("group"),
-            group_stats=group_stats,
-            **meta,
-        )
+        unknown = sorted(set(meta) - set(_PARAMETERS))
+        if unknown or set(_PARAMETERS) - set(meta):
+            raise ValueError(
+                f"weights file `{path}` has parameters {sorted(meta)} in its metadata, expected "
+                f"{sorted(_PARAMETERS)}; rewrite it with `rabc weights`"
+            )
+        try:
+            w = cls(
+                index=cols["index"],
+                episode_index=cols["episode_index"],
+                deltas=cols["delta"],
+                weights=cols["weight"],
+                group_of_row=cols.get("group"),
+                group_stats=group_stats,
+                **meta,
+            )
+            check_kappa(w.kappa)
+        except ValueError as err:
+            raise ValueError(
+                f"weights file `{path}` is invalid: {err}; rewrite it with `rabc weights`"
+            ) from None
+        if (
+            w.group_of_row is not None
+            and len(w)
+            and not 0 <= w.group_of_row.min() <= w.group_of_row.max() < len(group_stats)
+        ):
+            raise ValueError(
+                f"weights file `{path}` has group codes outside the {len(group_stats)} groups of its "
+                "metadata; rewrite it with `rabc weights`"
+            )
+        return w
 
     def _init_args(self) -> dict:
         return {
@@ -341,10 +385,5 @@ class RABCWeights:
 
 
 _ARRAYS = ("index", "episode_index", "deltas", "weights", "group_of_row", "group_stats")
-
-
-def _check_kappa(kappa) -> None:
-    if isinstance(kappa, bool) or not (
-        np.isscalar(kappa) and np.isreal(kappa) and np.isfinite(kappa) and kappa >= 0
-    ):
-        raise ValueError(f'kappa should be a finite float >= 0 or "auto", but got kappa={kappa!r}')
+# the scalar parameters `save` writes to the metadata: every constructor argument but the arrays
+_PARAMETERS = tuple(p for p in inspect.signature(RABCWeights).parameters if p not in _ARRAYS)
