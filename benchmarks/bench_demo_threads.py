@@ -39,7 +39,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-EPISODES, TRAIN_EPISODES = 76, 60  # DemoConfig(): 60 training + 16 held-out episodes
+sys.path.insert(0, str(ROOT))  # this checkout's sarm, also when run as a script
+from sarm.demo.run import DemoConfig  # noqa: E402
+
+DEMO = DemoConfig()
+TRAIN_EPISODES = DEMO.train_episodes
+EPISODES = DEMO.train_episodes + DEMO.held_out_episodes
 LENGTHS = (55, 220)  # frames per episode: the range of the demo's episodes (max_steps 220)
 
 
@@ -162,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to compare")
     parser.add_argument("--repeats", type=int, default=3, help="fresh subprocesses per thread count")
     parser.add_argument(
-        "--sarm-steps", type=int, default=50, help="SARM steps per timed run (the demo: 1500)"
+        "--sarm-steps", type=int, default=50, help=f"SARM steps per run (demo: {DEMO.sarm_steps})"
     )
     parser.add_argument(
-        "--policy-steps", type=int, default=400, help="policy steps per timed run (the demo: 2000)"
+        "--policy-steps", type=int, default=400, help=f"policy steps per run (demo: {DEMO.policy_steps})"
     )
     parser.add_argument("--worker", nargs=2, metavar=("CACHE", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
