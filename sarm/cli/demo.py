@@ -16,6 +16,13 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--task", default="pick-place-v3", help="Meta-World task")
     p.add_argument("--small", action="store_true", help="tiny budgets: a smoke run of every stage")
     p.add_argument("--seed", type=int, default=0, help="SARM and policy seed")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (torch.set_num_threads); default: torch's own (one per core, or "
+        "OMP_NUM_THREADS). The demo prints the number it used",
+    )
     p.set_defaults(run=run)
 
 
@@ -24,6 +31,8 @@ def run(args) -> int:
 
     from sarm.demo.run import DemoConfig, run_demo
 
+    if args.threads is not None and args.threads <= 0:
+        raise ValueError(f"--threads should be a positive integer, but got --threads {args.threads}")
     config = DemoConfig.small() if args.small else DemoConfig()
-    run_demo(args.out, dataclasses.replace(config, task=args.task, seed=args.seed))
+    run_demo(args.out, dataclasses.replace(config, task=args.task, seed=args.seed, threads=args.threads))
     return 0

@@ -275,6 +275,7 @@ def evaluate(
     seed: int = 0,
     max_steps: int = 220,
     execute: str | int = "chunk",
+    progress_bar: bool | str = False,
 ) -> dict:
     """Roll `policy` out in Meta-World (state only, no rendering) on goals never used for demonstrations.
 
@@ -291,6 +292,7 @@ def evaluate(
     Returns plain Python values: `success_rate`, `mean_steps` (steps run, the first success included),
     per rollout `successes` (bool), `first_success` (0-based step of the first success, -1 if none),
     `steps`, `goals` (the env's goal vector), and `execute_steps` (k). Deterministic given `seed`.
+    `progress_bar` (True, or a label such as the method's name) shows a tqdm bar over the rollouts.
     """
     chunk = policy.chunk_size
     k = {"receding": 1, "chunk": chunk}.get(execute, execute) if isinstance(execute, str) else execute
@@ -314,6 +316,11 @@ def evaluate(
     was_training = policy.training
     policy.eval()
     successes, first_success, steps, goals = [], [], [], []
+    if progress_bar:
+        from tqdm.auto import tqdm
+
+        label = progress_bar if isinstance(progress_bar, str) else "policy"
+        tasks = tqdm(tasks, desc=f"rollouts {label}")
     try:
         for goal in tasks:
             env.set_task(goal)

@@ -61,9 +61,16 @@ class Protocol:
             if not 0 <= lo <= hi:
                 raise ValueError(f"{name} should be a range (lo, hi) with 0 <= lo <= hi, but got {(lo, hi)}")
 
-    def describe(self) -> str:
-        """The protocol, one field a line, to print with every result."""
-        return _describe(self)
+    def describe(self, task: str | None = None) -> str:
+        """The protocol, one field a line, to print with every result.
+
+        With `task`, the `tasks` line names only that task (a run of one task prints the task it ran);
+        its seeds still come from its position in `tasks`, see `sarm.demo.collect.collect`.
+        """
+        fields = asdict(self)
+        if task is not None:
+            fields = {("task" if k == "tasks" else k): task if k == "tasks" else v for k, v in fields.items()}
+        return _describe(fields)
 
 
 METHODS = (
@@ -90,11 +97,11 @@ class Evaluation:
     success_rule: tuple[float, float] = (0.8, 0.6)  # final progress > a and mean of last third > b
 
     def describe(self) -> str:
-        return _describe(self)
+        return _describe(asdict(self))
 
 
-def _describe(settings) -> str:
-    return "\n".join(f"  {key}: {json.dumps(value)}" for key, value in asdict(settings).items())
+def _describe(fields: dict) -> str:
+    return "\n".join(f"  {key}: {json.dumps(value)}" for key, value in fields.items())
 
 
 DEFAULT_PROTOCOL = Protocol()

@@ -1,6 +1,7 @@
 """`sarm demo`: the whole pipeline on a small noisy Meta-World dataset, offline, in minutes on a CPU.
 
-    sarm demo --out sarm_demo          # ~5 min on 2 cores; `--small` for a 1-minute smoke run
+    sarm demo --out sarm_demo          # minutes on a CPU; `--small` for a 1-minute smoke run
+    sarm demo --threads 1              # torch threads (default: torch's own, one per core)
 
 1. demonstrations: scripted experts with the protocol's mistakes -> a LeRobot v3.0 dataset with SARM
    annotation columns (`sarm.data.writer`), plus ground-truth progress and success per episode;
@@ -69,15 +70,43 @@ class DemoConfig:
     rollouts: int = 50
     seed: int = 0
     kappa: float | str = "auto"
+    threads: int | None = None  # torch.set_num_threads; None leaves torch's default (one per core)
+    smoke: bool = False  # tiny budgets: the numbers printed test that every stage runs, they are no result
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads <= 0
+        ):
+            raise ValueError(
+                f"threads should be a positive integer value or None, but got threads={self.threads!r}"
+            )
 
     @classmethod
     def small(cls) -> DemoConfig:
         """The CI smoke run: every stage, tiny budgets."""
-        return cls(train_episodes=12, held_out_episodes=4, sarm_steps=60, policy_steps=100, rollouts=4)
+        return cls(
+            train_episodes=12, held_out_episodes=4, sarm_steps=60, policy_steps=100, rollouts=4, smoke=True
+        )
 
 
 def _say(step: int, text: str) -> None:
     print(f"[{step}/6] {text}", flush=True)
+
+
+SMOKE_NOTICE = (
+    "--small: a smoke run with tiny budgets; its numbers only show that every stage runs, they are not "
+    "results (run without --small for those)"
+)
+
+
+def _set_threads(threads: int | None) -> str:
+    """Apply `threads` to torch (None: leave torch's default) and say what is used."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+        return f"torch threads: {torch.get_num_threads()} (--threads {threads})"
+    return f"torch threads: {torch.get_num_threads()} (torch's default; --threads N to choose)"
 
 
 def _rendering_available(protocol: Protocol, task: str) -> bool:
@@ -190,7 +219,11 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    print("protocol:", protocol.describe(), sep="\n")
+    threads = _set_threads(config.threads)
+    if config.smoke:
+        print(SMOKE_NOTICE, flush=True)
+    print(threads, flush=True)
+    print("protocol:", protocol.describe(task=config.task), sep="\n")
 
     total = config.train_episodes + config.held_out_episodes
     _say(1, f"{total} demonstrations of {config.task} ({protocol.noisy_share:.0%} with one mistake)")
@@ -264,8 +297,11 @@ def run_demo(
                 steps=config.policy_steps,
                 batch_size=evaluation.batch_size,
                 seed=config.seed,
+                progress_bar=True,
             )
-            results[method] = evaluate(policy, config.task, rollouts=config.rollouts, seed=config.seed)
+            results[method] = evaluate(
+                policy, config.task, rollouts=config.rollouts, seed=config.seed, progress_bar=method
+            )
     summary = {
         "task": config.task,
         "config": dataclasses.asdict(config),
@@ -275,6 +311,7 @@ def run_demo(
         "kappa": weights.kappa,
         "success_rate": {m: r["success_rate"] for m, r in results.items()},
         "minutes": (time.perf_counter() - start) / 60,
+        "torch_threads": torch.get_num_threads(),
         "sarm_report": report,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -314,7 +351,12 @@ def _plots(out: Path, episodes, predicted, weights, bounds, held) -> None:
 def _print_summary(out: Path, summary: dict) -> None:
     rm, sr = summary["reward_model"], summary["success_rate"]
     print()
-    print(f"== sarm demo: {summary['task']}, {summary['minutes']:.1f} min")
+    print(
+        f"== sarm demo: {summary['task']}, {summary['minutes']:.1f} min, "
+        f"{summary['torch_threads']} torch thread(s)"
+    )
+    if summary["config"]["smoke"]:
+        print(SMOKE_NOTICE)
     print(
         f"reward model on {rm['held_out_episodes']} held-out episodes: demo MSE (clean) "
         f"{rm['demo_mse_clean_held_out']:.4f}, success AUROC {rm['auroc_success_held_out']:.3f}, "

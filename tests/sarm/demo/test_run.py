@@ -39,7 +39,7 @@ def test_sarm_demo_small_runs_every_stage(tmp_path):
     pytest.importorskip("metaworld")
     out = tmp_path / "demo"
     run = subprocess.run(
-        [sys.executable, "-m", "sarm.cli", "demo", "--small", "--out", str(out)],
+        [sys.executable, "-m", "sarm.cli", "demo", "--small", "--threads", "1", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -48,8 +48,13 @@ def test_sarm_demo_small_runs_every_stage(tmp_path):
     for step in range(1, 7):
         assert f"[{step}/6]" in run.stdout
     assert "policy success over 4 rollouts: BC" in run.stdout and "plots:" in run.stdout
+    assert run.stdout.count("smoke run with tiny budgets") == 2  # at the start and beside the numbers
+    assert "torch threads: 1 (--threads 1)" in run.stdout and "1 torch thread(s)" in run.stdout
+    assert '  task: "pick-place-v3"' in run.stdout and "assembly-v3" not in run.stdout  # only the task run
+    for bar in ("train bc", "train sampler", "rollouts bc", "rollouts sampler"):  # stage 6 is not silent
+        assert bar in run.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["success_rate"]) == {"bc", "sampler"}
+    assert set(summary["success_rate"]) == {"bc", "sampler"} and summary["torch_threads"] == 1
     assert all(0 <= r <= 1 for r in summary["success_rate"].values())
     assert summary["episodes"] == {"train": 12, "held_out": 4, "rendered": summary["episodes"]["rendered"]}
 

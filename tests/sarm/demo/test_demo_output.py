@@ -1,0 +1,60 @@
+"""`sarm demo`'s printout: the task it runs, the torch threads it uses, progress bars, the smoke notice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sarm.cli import main
+from sarm.demo.protocol import DEFAULT_PROTOCOL
+from sarm.demo.run import SMOKE_NOTICE, DemoConfig, _set_threads
+
+
+def test_protocol_printout_names_only_the_task_run():
+    text = DEFAULT_PROTOCOL.describe(task="pick-place-v3")
+    assert '  task: "pick-place-v3"' in text
+    assert "assembly-v3" not in text and "shelf-place-v3" not in text and "tasks:" not in text
+    assert "noisy_share: 0.5" in text  # the rest of the protocol is still there
+    assert "assembly-v3" in DEFAULT_PROTOCOL.describe()  # the benchmark's printout keeps all three
+
+
+def test_threads_are_set_and_reported():
+    before = torch.get_num_threads()
+    try:
+        assert _set_threads(1) == "torch threads: 1 (--threads 1)" and torch.get_num_threads() == 1
+        assert _set_threads(None).startswith("torch threads: 1 (torch's default")  # None leaves it be
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_must_be_positive():
+    with pytest.raises(ValueError, match="should be a positive integer value or None, but got threads=0"):
+        DemoConfig(threads=0)
+    with pytest.raises(ValueError, match="threads=True"):
+        DemoConfig(threads=True)
+    assert DemoConfig().threads is None and DemoConfig(threads=2).threads == 2
+
+
+def test_cli_threads_flag_is_checked_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--threads", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "sarm demo: error: --threads should be a positive integer, but got --threads 0" in err
+    assert not out.exists()
+
+
+def test_small_is_marked_as_a_smoke_run():
+    assert DemoConfig.small().smoke and not DemoConfig().smoke
+    assert "smoke run" in SMOKE_NOTICE and "not results" in SMOKE_NOTICE
+
+
+def test_rollouts_show_a_progress_bar(capsys):
+    pytest.importorskip("metaworld")
+    from sarm.demo.policy import ChunkPolicy, evaluate
+
+    result = evaluate(ChunkPolicy(), "pick-place-v3", rollouts=2, max_steps=3, progress_bar="bc")
+    assert len(result["successes"]) == 2
+    err = capsys.readouterr().err
+    assert "rollouts bc" in err and "2/2" in err
+    evaluate(ChunkPolicy(), "pick-place-v3", rollouts=1, max_steps=3)
+    assert "rollouts" not in capsys.readouterr().err  # off by default (the benchmark's many rollouts)
