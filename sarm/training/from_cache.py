@@ -9,7 +9,10 @@ What it decides, so the CLI and a notebook get the same model:
   annotated episodes of each task; a single-task dataset stores its schema under "*". No annotations
   for a head: one stage (linear progress, LeRobot's `single_stage`).
 - Targets y = stage + tau per frame; an episode without spans for a multi-stage task cannot be
-  labelled and is left out of training (counted in the returned report).
+  labelled and is left out of training (counted in the returned report). Spans go to canonical stages
+  first (`stage_map`, `stages`: `sarm.labels.canonical`); spans that still go back in their task's stage
+  order follow `order` ("error", "monotone", "allow": `StageSchema.targets`). Spans for episodes not
+  in the cache warn (counted); none in the cache, or no span at all, is an error (docs/labels.md).
 - Held-out episodes: `split_episodes` over the labelled episodes (`eval_fraction`, `seed`).
 - Robot state: mean / std over every cached frame, stored in the model config and applied as
   `(x - mean) / (std + 1e-8)` (LeRobot's MEAN_STD rule) here and by `sarm.inference.progress`.
@@ -32,6 +35,7 @@ from sarm.labels.annotations import read_behavior_annotations, read_lerobot_anno
 from sarm.labels.negatives import NEGATIVE_TEXTS
 from sarm.labels.proportions import schema_from_annotations
 from sarm.labels.schema import Span, StageSchema, TaskSchemas
+from sarm.labels.select import spans_for_episodes
 from sarm.model.config import HEADS, SARMConfig
 from sarm.model.network import SARM
 from sarm.training.loop import TrainConfig, TrainResult, train
@@ -42,12 +46,16 @@ __all__ = ["TrainingData", "load_annotations", "prepare_training", "train_from_c
 Annotations = Mapping[int, Sequence[Span] | None]
 
 
-def load_annotations(source: str | Path | None, head: str = "sparse") -> dict[int, list[Span] | None]:
+def load_annotations(
+    source: str | Path | None, head: str = "sparse", *, num_frames: Mapping[int, int] | None = None
+) -> dict[int, list[Span] | None]:
     """Spans per episode index from one source:
     None or "none" -> {} (no annotations: a single stage); a LeRobot dataset root or meta/episodes
     parquet -> its `{head}_subtask_*` columns; a directory or file of BEHAVIOR-1K JSON (`skill_annotation`)
     -> spans keyed by the integer at the end of each file name (`episode_00010010.json` -> 10010);
-    any other JSON file -> `{episode: [[name, start, end], ...]}` (`read_spans`)."""
+    any other JSON file -> `{episode: [[name, start, end], ...]}` (`read_spans`). `num_frames`
+    ({episode: length}) gives the length of BEHAVIOR files without `meta_data.valid_duration`; without
+    it their spans are checked against the cache's lengths by `prepare_training`."""
     if source is None or str(source) == "none":
         return {}
     path = Path(source)
@@ -55,7 +63,7 @@ def load_annotations(source: str | Path | None, head: str = "sparse") -> dict[in
         return read_lerobot_annotations(path, head=head)
     if path.is_dir() or (path.suffix == ".json" and '"skill_annotation"' in path.read_text()[:100_000]):
         out = {}
-        for stem, episode in read_behavior_annotations(path).items():
+        for stem, episode in read_behavior_annotations(path, num_frames=num_frames).items():
             match = re.search(r"(\d+)$", stem)
             if match is None:
                 raise ValueError(
@@ -72,13 +80,16 @@ def load_annotations(source: str | Path | None, head: str = "sparse") -> dict[in
     )
 
 
-def _schemas(cache: FeatureCache, spans: Annotations, method: str) -> TaskSchemas:
+def _schemas(
+    cache: FeatureCache, spans: Annotations, method: str, order: Mapping[str, list[str]] | None = None
+) -> TaskSchemas:
     tasks = sorted({cache.task(e) for e in cache.episodes})
     lengths = dict(zip(cache.episodes.tolist(), cache.episode_lengths.tolist(), strict=True))
     per_task = {}
     for task in tasks:
         episodes = {e: spans.get(e) for e in cache.episodes.tolist() if cache.task(e) == task}
-        per_task[task] = schema_from_annotations(episodes, lengths, method=method)
+        names = (order or {}).get(task) or None  # canonical stage order, else by mean relative start
+        per_task[task] = schema_from_annotations(episodes, lengths, names=names, method=method)
     if len(tasks) == 1:
         return TaskSchemas.single_schema(per_task[tasks[0]])
     return TaskSchemas(per_task)
@@ -134,6 +145,9 @@ def prepare_training(
     anchor_stride: int = 1,
     model_overrides: Mapping[str, Any] | None = None,
     episodes: Sequence[int] | None = None,
+    stage_map: Any = None,
+    stages: str = "names",
+    order: str = "error",
 ) -> TrainingData:
     """Schemas, targets, state statistics and train / eval windows (see the module docstring).
 
@@ -141,7 +155,10 @@ def prepare_training(
     empty get a single stage (the sparse head always exists). `model_overrides` are SARMConfig fields
     (e.g. {"hidden_dim": 256, "window": "centered", "attention": "lerobot"}). `episodes` restricts
     training and evaluation windows to those episode indices (e.g. to hold episodes out of a
-    single-stage model, which would otherwise label every cached episode)."""
+    single-stage model, which would otherwise label every cached episode). `stage_map` (a
+    `sarm.labels.StageMap`, dict or JSON path) and `stages` ("names" or "ordinal") map every head's spans
+    to canonical stages; `order` ("error", "monotone", "allow") is what spans that go back in their
+    task's stage order do (docs/labels.md)."""
     cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     if not len(cache.episodes):
         raise ValueError(
@@ -152,7 +169,20 @@ def prepare_training(
     if unknown:
         raise ValueError(f"annotations has unknown heads {unknown}; heads are {list(HEADS)}")
     heads = ["sparse", *(["dense"] if annotations.get("dense") else [])]
-    schemas = {h: _schemas(cache, annotations.get(h) or {}, method) for h in heads}
+    cached_tasks = {e: cache.task(e) for e in cache.episodes.tolist()}
+    canonical = {
+        h: spans_for_episodes(
+            annotations.get(h),
+            cached_tasks,
+            head=h,
+            where=f"the feature cache `{cache.root}`",
+            stage_map=stage_map,
+            stages=stages,
+        )
+        for h in heads
+    }
+    annotations = {h: c.spans for h, c in canonical.items()}
+    schemas = {h: _schemas(cache, annotations[h], method, canonical[h].order) for h in heads}
     mean, std = _state_stats(cache)
     overrides = dict(model_overrides or {})
     config = SARMConfig(
@@ -170,6 +200,7 @@ def prepare_training(
 
     targets = {h: np.full(cache.num_frames, np.nan) for h in heads}
     labelled = np.ones(len(cache.episodes), bool)
+    backwards: list[tuple[int, str]] = []  # (episode, error) under order="error", all reported at once
     for position, episode in enumerate(cache.episodes.tolist()):
         rows = slice(
             cache.episode_starts[position], cache.episode_starts[position] + cache.episode_lengths[position]
@@ -180,7 +211,20 @@ def prepare_training(
             if schema.num_stages > 1 and not spans:
                 labelled[position] = False
                 continue
-            targets[h][rows] = schema.targets(spans or [], int(cache.episode_lengths[position]), episode)
+            try:
+                targets[h][rows] = schema.targets(
+                    spans or [], int(cache.episode_lengths[position]), episode, order=order
+                )
+            except ValueError as err:
+                if order != "error" or schema.order_violation(spans or [], episode) is None:
+                    raise
+                backwards.append((episode, f"{h} head: {err}"))
+    if backwards:
+        others = [e for e, _ in backwards[1:]]
+        raise ValueError(
+            f"{len(backwards)} episode(s) have spans that go back in their task's stage order; "
+            f"{backwards[0][1]}{f' (also episodes {others[:10]})' if others else ''}"
+        )
     if episodes is not None:
         unknown = sorted(set(np.asarray(episodes).tolist()) - set(cache.episodes.tolist()))
         if unknown:
@@ -243,9 +287,13 @@ def train_from_cache(
     device: str | torch.device | None = None,
     resume: bool = True,
     progress: bool = True,
+    stage_map: Any = None,
+    stages: str = "names",
+    order: str = "error",
 ) -> tuple[SARM, TrainResult, dict[str, Any]]:
     """`prepare_training` then `sarm.training.loop.train`; returns (model, result, report). The model is
-    saved under `out_dir/model` (and the best evaluation under `out_dir/best`) by `train`."""
+    saved under `out_dir/model` (and the best evaluation under `out_dir/best`) by `train`. `stage_map`,
+    `stages` and `order`: see `prepare_training`."""
     config = config or TrainConfig()
     data = prepare_training(
         cache,
@@ -256,6 +304,9 @@ def train_from_cache(
         anchor_stride=anchor_stride,
         model_overrides=model_overrides,
         episodes=episodes,
+        stage_map=stage_map,
+        stages=stages,
+        order=order,
     )
     with torch.random.fork_rng():  # initial weights from the run's seed, caller's RNG untouched
         torch.manual_seed(config.seed)
