@@ -23,6 +23,7 @@ stages, an episode whose spans still go back in its task's order is handled by `
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ class StageMap:
         if isinstance(source, StageMap):
             return source
         name = "<dict>"
-        if not isinstance(source, Mapping):
+        if isinstance(source, str | os.PathLike):
             path = Path(source)
             if not path.is_file():
                 raise FileNotFoundError(
