@@ -7,10 +7,12 @@ frame; one shared boundary frame (a skill ending at 619 and the next starting at
 
 Repeated skills become numbered stages (`number_repeats`): BEHAVIOR episodes repeat a skill name
 ("move to" the box, later "move to" the burner). Each occurrence after the first becomes its own
-stage, numbered by occurrence within the episode: "move to", "move to #2", "move to #3". The stages
-then follow the episode's order, so a stage index never goes back and neither does progress. Across
+stage, numbered by occurrence within the episode: "move to", "move to #2", "move to #3". Across
 episodes of one task the names line up by occurrence ("move to #2" is every episode's second move);
-an episode with fewer repeats simply lacks the later stages (Eq. 1 counts it as 0 for them).
+an episode with fewer repeats simply lacks the later stages (Eq. 1 counts it as 0 for them). The
+second move may come at another point of another episode, though: then that episode goes back in the
+task's stage order, which `StageSchema.targets(order=...)` refuses by default. Map skills to canonical
+stages with `sarm.labels.canonical` (`StageMap`, ordinal stages; docs/labels.md).
 
 Readers:
 - `read_lerobot_annotations`: LeRobot's `{head}_subtask_{names,start_frames,end_frames}` columns in
