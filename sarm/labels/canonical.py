@@ -79,7 +79,7 @@ class StageMap:
             path = Path(source)
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"stage map `{path}` does not exist; pass a JSON file {{skill: stage}}"
+                    f"stage map `{path}` does not exist; pass a JSON file {{skill: stage}} (`--stage-map`)"
                 )
             try:
                 source = json.loads(path.read_text())

@@ -164,3 +164,27 @@ def test_names_mode_keeps_spans_and_unknown_mode():
         ValueError, match=r"stages should be one of \['names', 'ordinal'\], but got stages='skills'"
     ):
         canonical_spans({}, {}, stages="skills")
+
+
+def test_one_skill_with_two_intervals(tmp_path):
+    """Episode 1 opens the door in two intervals ("open", "open #2") before the pick; episode 2 opens it
+    again after the pick. By name, episode 1 goes back; mapped, its two intervals are one stage."""
+    behavior_file(tmp_path / "episode_1.json", [("open", [[0, 9], [12, 19]]), ("pick", [20, 39])], (0, 39))
+    behavior_file(tmp_path / "episode_2.json", [("open", [[0, 9], [30, 39]]), ("pick", [10, 29])], (0, 39))
+    spans = {int(k.split("_")[1]): v.spans for k, v in read_behavior_annotations(tmp_path).items()}
+    assert spans[1] == [Span("open", 0, 9), Span("open #2", 12, 19), Span("pick", 20, 39)]
+    schema = schema_from_annotations(spans, {1: 40, 2: 40})
+    assert schema.names == ("open", "pick", "open #2")
+    with pytest.raises(
+        ValueError, match=r"\('pick', 20, 39\) in episode 1 \(stage 1 'pick'\) follows \('open #2'"
+    ):
+        schema.targets(spans[1], 40, episode=1)
+    got = canonical_spans(spans, {1: TASK, 2: TASK}, stage_map={"open": "open door", "pick": "pick"})
+    assert got.spans[1] == [Span("open door", 0, 19), Span("pick", 20, 39)]  # the two intervals merge
+    assert got.spans[2] == [Span("open door", 0, 9), Span("pick", 10, 29), Span("open door", 30, 39)]
+    mapped = schema_from_annotations(got.spans, {1: 40, 2: 40}, names=got.order[TASK])
+    mapped.targets(got.spans[1], 40, episode=1)
+    with pytest.raises(ValueError, match=r"episode 2 \(stage 0 'open door'\) follows \('pick', 10, 29\)"):
+        mapped.targets(got.spans[2], 40, episode=2)  # re-opened after the pick: goes back, on the record
+    held = mapped.progress(mapped.targets(got.spans[2], 40, order="monotone"))
+    assert np.all(np.diff(held) >= 0) and np.all(held[29:] == held[29])
