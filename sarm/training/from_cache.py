@@ -22,6 +22,7 @@ What it decides, so the CLI and a notebook get the same model:
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +201,8 @@ def prepare_training(
 
     targets = {h: np.full(cache.num_frames, np.nan) for h in heads}
     labelled = np.ones(len(cache.episodes), bool)
-    backwards: list[tuple[int, str]] = []  # (episode, error) under order="error", all reported at once
+    backwards: dict[str, list[int]] = {h: [] for h in heads}  # episodes whose spans go back in stage order
+    first_error, first_episode = None, None
     for position, episode in enumerate(cache.episodes.tolist()):
         rows = slice(
             cache.episode_starts[position], cache.episode_starts[position] + cache.episode_lengths[position]
@@ -211,19 +213,30 @@ def prepare_training(
             if schema.num_stages > 1 and not spans:
                 labelled[position] = False
                 continue
-            try:
-                targets[h][rows] = schema.targets(
-                    spans or [], int(cache.episode_lengths[position]), episode, order=order
-                )
-            except ValueError as err:
-                if order != "error" or schema.order_violation(spans or [], episode) is None:
-                    raise
-                backwards.append((episode, f"{h} head: {err}"))
-    if backwards:
-        others = [e for e, _ in backwards[1:]]
+            length = int(cache.episode_lengths[position])
+            if schema.order_violation(spans or [], episode) is not None:
+                backwards[h].append(episode)
+                if order == "error":  # every such episode is named in one error after the loop
+                    try:
+                        schema.targets(spans, length, episode, order="error")
+                    except ValueError as err:
+                        if first_error is None:
+                            first_error, first_episode = f"{h} head: {err}", episode
+                    continue
+            targets[h][rows] = schema.targets(spans or [], length, episode, order=order)
+    went_back = sorted({e for eps in backwards.values() for e in eps})
+    if went_back and order == "error":
+        others = [e for e in went_back if e != first_episode]
         raise ValueError(
-            f"{len(backwards)} episode(s) have spans that go back in their task's stage order; "
-            f"{backwards[0][1]}{f' (also episodes {others[:10]})' if others else ''}"
+            f"{len(went_back)} episode(s) have spans that go back in their task's stage order; "
+            f"{first_error}{f' (also episodes {others[:10]})' if others else ''}"
+        )
+    if went_back:
+        warnings.warn(
+            f"{len(went_back)} episode(s) have spans that go back in their task's stage order: "
+            f"{went_back[:10]}; order={order!r} "
+            + ("holds the running maximum there" if order == "monotone" else "keeps the drops as labelled"),
+            stacklevel=2,
         )
     if episodes is not None:
         unknown = sorted(set(np.asarray(episodes).tolist()) - set(cache.episodes.tolist()))
@@ -269,6 +282,7 @@ def prepare_training(
             "train_episodes": cache.episodes[usable[train_pos]].tolist(),
             "eval_episodes": cache.episodes[usable[eval_pos]].tolist(),
             "stages": {h: {t: list(schemas[h].schema_for(t).names) for t in task_texts} for h in heads},
+            "episodes_going_back": {h: eps for h, eps in backwards.items() if eps},
         },
     )
 

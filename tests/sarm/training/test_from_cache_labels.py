@@ -57,12 +57,15 @@ def test_spans_that_go_back_are_an_error_naming_every_episode(cache):
 
 
 def test_monotone_order_trains_on_non_decreasing_targets(cache):
-    data = prepare_training(cache, annotations={"sparse": BACK}, model_overrides=TINY, order="monotone")
+    with pytest.warns(UserWarning, match=r"2 episode\(s\) .* go back .*: \[1, 2\]; order='monotone' holds"):
+        data = prepare_training(cache, annotations={"sparse": BACK}, model_overrides=TINY, order="monotone")
     targets = data.train_set.targets["sparse"]
     for position in range(3):
         assert np.all(np.diff(targets[rows_of(cache, position)]) >= 0)
     assert data.report["unlabelled_episodes"] == []
-    allowed = prepare_training(cache, annotations={"sparse": BACK}, model_overrides=TINY, order="allow")
+    assert data.report["episodes_going_back"] == {"sparse": [1, 2]}  # counted and reported
+    with pytest.warns(UserWarning, match="order='allow' keeps the drops as labelled"):
+        allowed = prepare_training(cache, annotations={"sparse": BACK}, model_overrides=TINY, order="allow")
     assert np.any(np.diff(allowed.train_set.targets["sparse"][rows_of(cache, 2)]) < 0)  # kept on purpose
 
 
@@ -184,7 +187,8 @@ def test_train_flags(cache, tmp_path, capsys):
         err.startswith("sarm train: error: 2 episode(s) have spans that go back")
         and "--order monotone" in err
     )
-    assert main([*args, "--out", str(tmp_path / "b"), "--order", "monotone"]) == 0
+    with pytest.warns(UserWarning, match="holds the running maximum"):
+        assert main([*args, "--out", str(tmp_path / "b"), "--order", "monotone"]) == 0
     assert "trained to step 1" in capsys.readouterr().out
     stage_map = tmp_path / "map.json"
     stage_map.write_text(json.dumps({"reach": "go", "grasp": "take"}))
