@@ -44,6 +44,28 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for weights, split, coins and order")
     p.add_argument("--device", help="training device (default: cuda if available, else cpu)")
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    # labels: raw skills -> canonical stages, and what spans that go back do (docs/labels.md)
+    p.add_argument(
+        "--stage-map",
+        metavar="FILE",
+        help='JSON {skill: stage or null} or {"skills": {...}, "tasks": {task text: {...}}}: maps raw '
+        "skills (BEHAVIOR's 'move to', 'pick up from') to a task's canonical stages; null merges a skill "
+        "into the next stage; a task's stage order is the order of the map's values",
+    )
+    p.add_argument(
+        "--stages",
+        choices=("names", "ordinal"),
+        default="names",
+        help="names: span (or mapped) names are the stages, ordered by mean relative start; ordinal: the "
+        "k-th span is stage k, every episode of a task must have the same sequence",
+    )
+    p.add_argument(
+        "--order",
+        choices=("error", "monotone", "allow"),
+        default="error",
+        help="spans that go back in their task's stage order: error (name the episodes), monotone (hold "
+        "the running maximum of progress), allow (keep the drop, for deliberate regressions)",
+    )
     p.set_defaults(run=run)
 
 
@@ -89,6 +111,9 @@ def run(args) -> int:
         model_overrides=overrides,
         device=args.device,
         resume=not args.no_resume,
+        stage_map=args.stage_map,
+        stages=args.stages,
+        order=args.order,
     )
     print(json.dumps(report, indent=1))
     print(f"trained to step {result.step}; model saved to {Path(args.out) / 'model'}")

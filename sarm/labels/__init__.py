@@ -1,10 +1,23 @@
 """Labels for SARM: stage schemas and Formula-2 progress, temporal proportions, annotation readers.
 
-`schema` (`Span`, `StageSchema`, `TaskSchemas`: y = k + tau targets and progress), `proportions` (Eq. 1),
-`annotations` (LeRobot columns, BEHAVIOR-1K JSON, plain spans) and `negatives` (language negatives).
+`schema` (`Span`, `StageSchema`, `TaskSchemas`: y = k + tau targets and progress, the stage `order`
+policy), `proportions` (Eq. 1), `annotations` (LeRobot columns, BEHAVIOR-1K JSON, plain spans),
+`canonical` (raw skills -> a task's canonical stages: `StageMap`, ordinal stages) and `negatives`
+(language negatives). See docs/labels.md.
 """
 
+from sarm.labels.canonical import STAGE_MODES, CanonicalSpans, StageMap, canonical_spans
 from sarm.labels.proportions import temporal_proportions
-from sarm.labels.schema import Span, StageSchema, TaskSchemas
+from sarm.labels.schema import ORDERS, Span, StageSchema, TaskSchemas
 
-__all__ = ["Span", "StageSchema", "TaskSchemas", "temporal_proportions"]
+__all__ = [
+    "ORDERS",
+    "STAGE_MODES",
+    "CanonicalSpans",
+    "Span",
+    "StageMap",
+    "StageSchema",
+    "TaskSchemas",
+    "canonical_spans",
+    "temporal_proportions",
+]

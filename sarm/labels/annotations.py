@@ -7,10 +7,12 @@ frame; one shared boundary frame (a skill ending at 619 and the next starting at
 
 Repeated skills become numbered stages (`number_repeats`): BEHAVIOR episodes repeat a skill name
 ("move to" the box, later "move to" the burner). Each occurrence after the first becomes its own
-stage, numbered by occurrence within the episode: "move to", "move to #2", "move to #3". The stages
-then follow the episode's order, so a stage index never goes back and neither does progress. Across
+stage, numbered by occurrence within the episode: "move to", "move to #2", "move to #3". Across
 episodes of one task the names line up by occurrence ("move to #2" is every episode's second move);
-an episode with fewer repeats simply lacks the later stages (Eq. 1 counts it as 0 for them).
+an episode with fewer repeats simply lacks the later stages (Eq. 1 counts it as 0 for them). The
+second move may come at another point of another episode, though: then that episode goes back in the
+task's stage order, which `StageSchema.targets(order=...)` refuses by default. Map skills to canonical
+stages with `sarm.labels.canonical` (`StageMap`, ordinal stages; docs/labels.md).
 
 Readers:
 - `read_lerobot_annotations`: LeRobot's `{head}_subtask_{names,start_frames,end_frames}` columns in
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -248,14 +251,20 @@ def _lerobot_episode(ep, length, names, starts, ends, cols, source) -> list[Span
 
 @dataclass(frozen=True)
 class BehaviorEpisode:
-    """One BEHAVIOR-1K annotation file: its task text, numbered spans and number of frames."""
+    """One BEHAVIOR-1K annotation file: its task text, numbered spans and number of frames.
+
+    `num_frames` is None when the file has no `meta_data.valid_duration` and no length was passed in
+    (`read_behavior_annotations(num_frames=...)`): its spans are then checked against the episode's
+    length where that is known (e.g. `sarm.training.from_cache.prepare_training`, from the cache)."""
 
     task: str
     spans: list[Span]
-    num_frames: int
+    num_frames: int | None
 
 
-def read_behavior_annotations(path, *, relative_to_valid_start: bool = True) -> dict[str, BehaviorEpisode]:
+def read_behavior_annotations(
+    path, *, relative_to_valid_start: bool = True, num_frames=None
+) -> dict[str, BehaviorEpisode]:
     """Read BEHAVIOR-1K `skill_annotation` JSON (a file, or a directory of `*.json`), keyed by file stem.
 
     Each skill becomes one span per frame interval (`frame_duration` is [s, e] or [[s, e], ...]) named by
@@ -266,6 +275,11 @@ def read_behavior_annotations(path, *, relative_to_valid_start: bool = True) -> 
     is the first valid frame; otherwise frames stay absolute and the episode has `valid_duration[1] + 1`
     frames. Frames before the first skill are simply before the first span (stage 0, tau 0). A
     `task_duration` that disagrees with `valid_duration` only warns.
+
+    A file without `meta_data` (or without `meta_data.valid_duration`) is read with its frames as the
+    episode's own frames (no shift); its length comes from `num_frames`: one int for every file, or a
+    mapping from file stem or episode number (the integer at the end of the stem) to length. A length
+    that is not known leaves `num_frames=None` (see `BehaviorEpisode`).
     """
     path = Path(path)
     if path.is_dir():
@@ -276,30 +290,49 @@ def read_behavior_annotations(path, *, relative_to_valid_start: bool = True) -> 
         files = [path]
     else:
         raise FileNotFoundError(f"`{path}` does not exist; pass a BEHAVIOR annotation JSON file or folder")
-    return {f.stem: _behavior_episode(f, relative_to_valid_start) for f in files}
+    return {
+        f.stem: _behavior_episode(f, relative_to_valid_start, _known_length(num_frames, f.stem))
+        for f in files
+    }
 
 
-def _behavior_episode(file: Path, relative: bool) -> BehaviorEpisode:
+def _known_length(num_frames, stem: str) -> int | None:
+    if num_frames is None or _is_int(num_frames):
+        return num_frames
+    if not isinstance(num_frames, Mapping):
+        raise ValueError(
+            f"num_frames should be an int or a mapping {{file stem or episode: length}}, got {num_frames!r}"
+        )
+    if stem in num_frames:
+        return num_frames[stem]
+    match = re.search(r"(\d+)$", stem)
+    return None if match is None else num_frames.get(int(match.group(1)))
+
+
+def _behavior_episode(file: Path, relative: bool, known: int | None = None) -> BehaviorEpisode:
     try:
         data = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"`{file}` is not valid JSON ({err})") from err
     task = _get(data, "task_name", str, file)
-    meta = _get(data, "meta_data", dict, file)
-    valid = _get(meta, "valid_duration", list, file, "meta_data.valid_duration")
-    if len(valid) != 2 or not all(_is_int(v) for v in valid) or valid[0] > valid[1]:
-        raise ValueError(
-            f"`{file}`: meta_data.valid_duration should be [first, last] integer frames, but is {valid!r}"
-        )
-    first, last = valid
-    offset, num_frames = (first, last - first + 1) if relative else (0, last + 1)
-    duration = meta.get("task_duration")
-    if duration is not None and duration not in (last - first, last - first + 1):
-        warnings.warn(
-            f"`{file}`: meta_data.task_duration = {duration!r} disagrees with valid_duration {valid} "
-            f"({last - first + 1} frames inclusive); using valid_duration",
-            stacklevel=3,
-        )
+    meta = _get(data, "meta_data", dict, file) if "meta_data" in data else {}
+    if "valid_duration" in meta:
+        valid = _get(meta, "valid_duration", list, file, "meta_data.valid_duration")
+        if len(valid) != 2 or not all(_is_int(v) for v in valid) or valid[0] > valid[1]:
+            raise ValueError(
+                f"`{file}`: meta_data.valid_duration should be [first, last] integer frames, but is {valid!r}"
+            )
+        first, last = valid
+        offset, num_frames = (first, last - first + 1) if relative else (0, last + 1)
+        duration = meta.get("task_duration")
+        if duration is not None and duration not in (last - first, last - first + 1):
+            warnings.warn(
+                f"`{file}`: meta_data.task_duration = {duration!r} disagrees with valid_duration {valid} "
+                f"({last - first + 1} frames inclusive); using valid_duration",
+                stacklevel=3,
+            )
+    else:  # no valid_duration: the frames are the episode's own, its length comes from the caller
+        offset, num_frames = 0, known
     skills = _get(data, "skill_annotation", list, file)
     raw = []
     for i, skill in enumerate(skills):

@@ -28,9 +28,17 @@ Edge rules, identical to LeRobot 0.6.1 (`find_stage_and_tau`); spans are sorted 
   return None for an unannotated episode, and `stage_and_tau(None, ...)` refuses it (K > 1): skip
   such episodes rather than train them toward zero progress.
 
-Repeated skills: BEHAVIOR episodes repeat a skill ("move to" three times). `sarm.labels.annotations.
-number_repeats` renames the later occurrences "move to #2", "move to #3", each its own stage, so the
-stages follow the episode's order and progress never goes back.
+Stage order (`targets(..., order=...)`): spans sorted by start must name strictly increasing stages;
+otherwise progress would go back (a name repeated in one episode, or stages in another order than the
+schema's). `order` decides what happens then (docs/labels.md):
+- "error" (default): a ValueError naming the episode, both spans and their stages.
+- "monotone": the running maximum of y over the episode's frames: where the spans go back, y holds
+  the highest value reached so far (a "running maximum of the stage"), so progress never decreases.
+- "allow": the labels as written, progress goes back where the spans do (LeRobot's behaviour; for
+  deliberate regressions, e.g. a drop and regrasp labelled on purpose).
+`stage_and_tau` always gives the raw per-frame rule above. Repeated skills: BEHAVIOR episodes repeat
+a skill ("move to" three times); `sarm.labels.annotations.number_repeats` renames the later occurrences
+"move to #2", "move to #3", and `sarm.labels.canonical` maps skills to a task's canonical stages.
 
 Deliberate differences from LeRobot: a span name that is not in the schema is an error (LeRobot maps it
 to stage 0 or to the span's position); NaN stays NaN in `progress` (LeRobot's tensor path gives 0).
@@ -46,8 +54,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["Span", "StageSchema", "TaskSchemas"]
+__all__ = ["ORDERS", "Span", "StageSchema", "TaskSchemas"]
 
+ORDERS = ("error", "monotone", "allow")  # what `targets` does with spans that go back in stage order
 LAST_TAU = 0.999  # LeRobot's tau after the last span and its cap on y at the end of the last stage
 
 
@@ -189,16 +198,9 @@ class StageSchema:
         spans = _spans(spans, episode)
         if not spans:
             return stage, tau
-        index = {name: i for i, name in enumerate(self.names)}
-        unknown = [s for s in spans if s.name not in index]
-        if unknown:
-            raise ValueError(
-                f"span {tuple(unknown[0])}{_where(episode)} names a stage that is not in the schema "
-                f"{list(self.names)}; fix the annotation or rebuild the schema with this name"
-            )
+        ids = self._ids(spans, episode)
         starts = np.array([s.start for s in spans], np.int64)
         ends = np.array([s.end for s in spans], np.int64)
-        ids = np.array([index[s.name] for s in spans], np.int64)
         for j in reversed(range(len(spans) - 1)):  # gaps: the previous span, tau 1 (first pair wins)
             m = (ends[j] < f) & (f < starts[j + 1])
             stage[m], tau[m] = ids[j], 1.0
@@ -213,12 +215,71 @@ class StageSchema:
         stage[before], tau[before] = 0, 0.0
         return stage, tau
 
-    def targets(self, spans, num_frames: int, episode=None, *, frames=None) -> np.ndarray:
-        """float64 (N,) training targets y = stage + tau, capped at K - 1 + 0.999 (LeRobot)."""
+    def _ids(self, spans: list[Span], episode) -> np.ndarray:
+        index = {name: i for i, name in enumerate(self.names)}
+        unknown = [s for s in spans if s.name not in index]
+        if unknown:
+            raise ValueError(
+                f"span {tuple(unknown[0])}{_where(episode)} names a stage that is not in the schema "
+                f"{list(self.names)}; fix the annotation or rebuild the schema with this name"
+            )
+        return np.array([index[s.name] for s in spans], np.int64)
+
+    def order_violation(self, spans, episode=None) -> tuple[Span, Span] | None:
+        """The first pair of consecutive spans (sorted by start) whose stages do not increase, or None.
+
+        Such a pair makes progress go back (or stall and restart): the later span names an earlier or the
+        same stage. Always None for a single stage (spans are ignored there)."""
+        if self.num_stages == 1 or not spans:
+            return None
+        spans = _spans(spans, episode)
+        ids = self._ids(spans, episode)
+        for j in range(len(spans) - 1):
+            if ids[j + 1] <= ids[j]:
+                return spans[j], spans[j + 1]
+        return None
+
+    def _raw_targets(self, spans, num_frames: int, episode, frames) -> np.ndarray:
         stage, tau = self.stage_and_tau(spans, num_frames, episode, frames=frames)
         y = stage + tau
         y[(stage >= self.num_stages - 1) & (tau >= 1.0)] = self.num_stages - 1 + LAST_TAU
         return y
+
+    def targets(
+        self, spans, num_frames: int, episode=None, *, frames=None, order: str = "error"
+    ) -> np.ndarray:
+        """float64 (N,) training targets y = stage + tau, capped at K - 1 + 0.999 (LeRobot).
+
+        `order` ("error", "monotone", "allow"; module docstring) decides what spans that go back in the
+        schema's stage order do: raise a ValueError naming the episode and stages, hold the running
+        maximum of y, or keep the drop as written."""
+        if order not in ORDERS:
+            raise ValueError(f"order should be one of {list(ORDERS)}, but got order={order!r}")
+        bad = None if order == "allow" or spans is None else self.order_violation(spans, episode)
+        if bad is None:
+            return self._raw_targets(spans, num_frames, episode, frames)
+        spans = _spans(spans, episode)
+        f = np.arange(num_frames, dtype=np.int64) if frames is None else np.asarray(frames, np.int64)
+        lo = min(0, min(s.start for s in spans), int(f.min(initial=0)))
+        hi = max(num_frames - 1, max(s.end for s in spans), int(f.max(initial=0)))
+        grid = np.arange(lo, hi + 1, dtype=np.int64)
+        y_grid = self._raw_targets(spans, num_frames, episode, grid)
+        if order == "monotone":
+            return np.maximum.accumulate(y_grid)[f - lo]
+        (prev, nxt), drop = bad, np.flatnonzero(np.diff(y_grid) < 0)
+        where = ""
+        if drop.size:
+            i = int(drop[0])
+            p0, p1 = self.progress(y_grid[i : i + 2]).tolist()
+            where = f": progress would go back from {p0:.2f} to {p1:.2f} at frame {int(grid[i + 1])}"
+        k0, k1 = self.names.index(prev.name), self.names.index(nxt.name)
+        raise ValueError(
+            f"span {tuple(nxt)}{_where(episode)} (stage {k1} {nxt.name!r}) follows {tuple(prev)} (stage {k0} "
+            f"{prev.name!r}), against the stage order {list(self.names)}{where}. Fix the spans, map skills "
+            "to canonical stages (sarm.labels.StageMap, `sarm train --stage-map`), or choose "
+            "order='monotone' (hold the running maximum; `--order monotone`) or order='allow' (keep the "
+            "drop on purpose)"
+        )
 
     def progress(self, y):
         """Formula-2 progress in [0, 1] of targets y; returns the input's type (array, float, tensor).

@@ -9,7 +9,10 @@ What it decides, so the CLI and a notebook get the same model:
   annotated episodes of each task; a single-task dataset stores its schema under "*". No annotations
   for a head: one stage (linear progress, LeRobot's `single_stage`).
 - Targets y = stage + tau per frame; an episode without spans for a multi-stage task cannot be
-  labelled and is left out of training (counted in the returned report).
+  labelled and is left out of training (counted in the returned report). Spans go to canonical stages
+  first (`stage_map`, `stages`: `sarm.labels.canonical`); spans that still go back in their task's stage
+  order follow `order` ("error", "monotone", "allow": `StageSchema.targets`). Spans for episodes not
+  in the cache warn (counted); none in the cache, or no span at all, is an error (docs/labels.md).
 - Held-out episodes: `split_episodes` over the labelled episodes (`eval_fraction`, `seed`).
 - Robot state: mean / std over every cached frame, stored in the model config and applied as
   `(x - mean) / (std + 1e-8)` (LeRobot's MEAN_STD rule) here and by `sarm.inference.progress`.
@@ -19,6 +22,7 @@ What it decides, so the CLI and a notebook get the same model:
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +36,7 @@ from sarm.labels.annotations import read_behavior_annotations, read_lerobot_anno
 from sarm.labels.negatives import NEGATIVE_TEXTS
 from sarm.labels.proportions import schema_from_annotations
 from sarm.labels.schema import Span, StageSchema, TaskSchemas
+from sarm.labels.select import spans_for_episodes
 from sarm.model.config import HEADS, SARMConfig
 from sarm.model.network import SARM
 from sarm.training.loop import TrainConfig, TrainResult, train
@@ -42,12 +47,16 @@ __all__ = ["TrainingData", "load_annotations", "prepare_training", "train_from_c
 Annotations = Mapping[int, Sequence[Span] | None]
 
 
-def load_annotations(source: str | Path | None, head: str = "sparse") -> dict[int, list[Span] | None]:
+def load_annotations(
+    source: str | Path | None, head: str = "sparse", *, num_frames: Mapping[int, int] | None = None
+) -> dict[int, list[Span] | None]:
     """Spans per episode index from one source:
     None or "none" -> {} (no annotations: a single stage); a LeRobot dataset root or meta/episodes
     parquet -> its `{head}_subtask_*` columns; a directory or file of BEHAVIOR-1K JSON (`skill_annotation`)
     -> spans keyed by the integer at the end of each file name (`episode_00010010.json` -> 10010);
-    any other JSON file -> `{episode: [[name, start, end], ...]}` (`read_spans`)."""
+    any other JSON file -> `{episode: [[name, start, end], ...]}` (`read_spans`). `num_frames`
+    ({episode: length}) gives the length of BEHAVIOR files without `meta_data.valid_duration`; without
+    it their spans are checked against the cache's lengths by `prepare_training`."""
     if source is None or str(source) == "none":
         return {}
     path = Path(source)
@@ -55,7 +64,7 @@ def load_annotations(source: str | Path | None, head: str = "sparse") -> dict[in
         return read_lerobot_annotations(path, head=head)
     if path.is_dir() or (path.suffix == ".json" and '"skill_annotation"' in path.read_text()[:100_000]):
         out = {}
-        for stem, episode in read_behavior_annotations(path).items():
+        for stem, episode in read_behavior_annotations(path, num_frames=num_frames).items():
             match = re.search(r"(\d+)$", stem)
             if match is None:
                 raise ValueError(
@@ -72,13 +81,16 @@ def load_annotations(source: str | Path | None, head: str = "sparse") -> dict[in
     )
 
 
-def _schemas(cache: FeatureCache, spans: Annotations, method: str) -> TaskSchemas:
+def _schemas(
+    cache: FeatureCache, spans: Annotations, method: str, order: Mapping[str, list[str]] | None = None
+) -> TaskSchemas:
     tasks = sorted({cache.task(e) for e in cache.episodes})
     lengths = dict(zip(cache.episodes.tolist(), cache.episode_lengths.tolist(), strict=True))
     per_task = {}
     for task in tasks:
         episodes = {e: spans.get(e) for e in cache.episodes.tolist() if cache.task(e) == task}
-        per_task[task] = schema_from_annotations(episodes, lengths, method=method)
+        names = (order or {}).get(task) or None  # canonical stage order, else by mean relative start
+        per_task[task] = schema_from_annotations(episodes, lengths, names=names, method=method)
     if len(tasks) == 1:
         return TaskSchemas.single_schema(per_task[tasks[0]])
     return TaskSchemas(per_task)
@@ -134,6 +146,9 @@ def prepare_training(
     anchor_stride: int = 1,
     model_overrides: Mapping[str, Any] | None = None,
     episodes: Sequence[int] | None = None,
+    stage_map: Any = None,
+    stages: str = "names",
+    order: str = "error",
 ) -> TrainingData:
     """Schemas, targets, state statistics and train / eval windows (see the module docstring).
 
@@ -141,7 +156,10 @@ def prepare_training(
     empty get a single stage (the sparse head always exists). `model_overrides` are SARMConfig fields
     (e.g. {"hidden_dim": 256, "window": "centered", "attention": "lerobot"}). `episodes` restricts
     training and evaluation windows to those episode indices (e.g. to hold episodes out of a
-    single-stage model, which would otherwise label every cached episode)."""
+    single-stage model, which would otherwise label every cached episode). `stage_map` (a
+    `sarm.labels.StageMap`, dict or JSON path) and `stages` ("names" or "ordinal") map every head's spans
+    to canonical stages; `order` ("error", "monotone", "allow") is what spans that go back in their
+    task's stage order do (docs/labels.md)."""
     cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     if not len(cache.episodes):
         raise ValueError(
@@ -152,7 +170,20 @@ def prepare_training(
     if unknown:
         raise ValueError(f"annotations has unknown heads {unknown}; heads are {list(HEADS)}")
     heads = ["sparse", *(["dense"] if annotations.get("dense") else [])]
-    schemas = {h: _schemas(cache, annotations.get(h) or {}, method) for h in heads}
+    cached_tasks = {e: cache.task(e) for e in cache.episodes.tolist()}
+    canonical = {
+        h: spans_for_episodes(
+            annotations.get(h),
+            cached_tasks,
+            head=h,
+            where=f"the feature cache `{cache.root}`",
+            stage_map=stage_map,
+            stages=stages,
+        )
+        for h in heads
+    }
+    annotations = {h: c.spans for h, c in canonical.items()}
+    schemas = {h: _schemas(cache, annotations[h], method, canonical[h].order) for h in heads}
     mean, std = _state_stats(cache)
     overrides = dict(model_overrides or {})
     config = SARMConfig(
@@ -170,6 +201,8 @@ def prepare_training(
 
     targets = {h: np.full(cache.num_frames, np.nan) for h in heads}
     labelled = np.ones(len(cache.episodes), bool)
+    backwards: dict[str, list[int]] = {h: [] for h in heads}  # episodes whose spans go back in stage order
+    first_error, first_episode = None, None
     for position, episode in enumerate(cache.episodes.tolist()):
         rows = slice(
             cache.episode_starts[position], cache.episode_starts[position] + cache.episode_lengths[position]
@@ -180,7 +213,31 @@ def prepare_training(
             if schema.num_stages > 1 and not spans:
                 labelled[position] = False
                 continue
-            targets[h][rows] = schema.targets(spans or [], int(cache.episode_lengths[position]), episode)
+            length = int(cache.episode_lengths[position])
+            if schema.order_violation(spans or [], episode) is not None:
+                backwards[h].append(episode)
+                if order == "error":  # every such episode is named in one error after the loop
+                    try:
+                        schema.targets(spans, length, episode, order="error")
+                    except ValueError as err:
+                        if first_error is None:
+                            first_error, first_episode = f"{h} head: {err}", episode
+                    continue
+            targets[h][rows] = schema.targets(spans or [], length, episode, order=order)
+    went_back = sorted({e for eps in backwards.values() for e in eps})
+    if went_back and order == "error":
+        others = [e for e in went_back if e != first_episode]
+        raise ValueError(
+            f"{len(went_back)} episode(s) have spans that go back in their task's stage order; "
+            f"{first_error}{f' (also episodes {others[:10]})' if others else ''}"
+        )
+    if went_back:
+        warnings.warn(
+            f"{len(went_back)} episode(s) have spans that go back in their task's stage order: "
+            f"{went_back[:10]}; order={order!r} "
+            + ("holds the running maximum there" if order == "monotone" else "keeps the drops as labelled"),
+            stacklevel=2,
+        )
     if episodes is not None:
         unknown = sorted(set(np.asarray(episodes).tolist()) - set(cache.episodes.tolist()))
         if unknown:
@@ -225,6 +282,7 @@ def prepare_training(
             "train_episodes": cache.episodes[usable[train_pos]].tolist(),
             "eval_episodes": cache.episodes[usable[eval_pos]].tolist(),
             "stages": {h: {t: list(schemas[h].schema_for(t).names) for t in task_texts} for h in heads},
+            "episodes_going_back": {h: eps for h, eps in backwards.items() if eps},
         },
     )
 
@@ -243,9 +301,13 @@ def train_from_cache(
     device: str | torch.device | None = None,
     resume: bool = True,
     progress: bool = True,
+    stage_map: Any = None,
+    stages: str = "names",
+    order: str = "error",
 ) -> tuple[SARM, TrainResult, dict[str, Any]]:
     """`prepare_training` then `sarm.training.loop.train`; returns (model, result, report). The model is
-    saved under `out_dir/model` (and the best evaluation under `out_dir/best`) by `train`."""
+    saved under `out_dir/model` (and the best evaluation under `out_dir/best`) by `train`. `stage_map`,
+    `stages` and `order`: see `prepare_training`."""
     config = config or TrainConfig()
     data = prepare_training(
         cache,
@@ -256,6 +318,9 @@ def train_from_cache(
         anchor_stride=anchor_stride,
         model_overrides=model_overrides,
         episodes=episodes,
+        stage_map=stage_map,
+        stages=stages,
+        order=order,
     )
     with torch.random.fork_rng():  # initial weights from the run's seed, caller's RNG untouched
         torch.manual_seed(config.seed)

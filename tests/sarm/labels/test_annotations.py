@@ -286,10 +286,6 @@ def test_read_behavior_directory_and_descriptions(tmp_path):
     [
         ({"meta_data": {}, "skill_annotation": []}, "lacks the key `task_name`"),
         (behavior_json([])["meta_data"], "lacks the key `task_name`"),
-        (
-            {**behavior_json([]), "meta_data": {"task_duration": 5}},
-            "lacks the key `meta_data.valid_duration`",
-        ),
         ({**behavior_json([]), "skill_annotation": {}}, "`skill_annotation` should be a list, but is dict"),
         (
             behavior_json([{"frame_duration": [90, 99]}]),
