@@ -55,8 +55,8 @@ def build_cache(root: Path) -> Path:
     from sarm.demo.collect import STAGES, TASK_TEXT, annotation_spans
     from sarm.demo.protocol import DEFAULT_PROTOCOL
     from sarm.demo.run import CAMERA
-    from sarm.features.cache import extract_features
     from sarm.features.encoders import load_encoder
+    from sarm.features.extract import extract_features
 
     rng = np.random.default_rng(0)
     size = DEFAULT_PROTOCOL.image_size

@@ -36,8 +36,8 @@ import torch
 
 from sarm import SARM, SARMConfig
 from sarm.data import open_dataset
-from sarm.features.cache import extract_features
 from sarm.features.encoders import load_encoder
+from sarm.features.extract import extract_features
 from sarm.inference.progress import compute_progress
 from sarm.training.windows import window_frames
 

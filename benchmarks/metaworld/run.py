@@ -94,8 +94,8 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     from sarm.demo.protocol import DEFAULT_EVALUATION as plan
     from sarm.demo.protocol import DEFAULT_PROTOCOL as protocol
     from sarm.demo.run import REWARD_MODEL_SIZE, episode_table, progress_by_episode, reward_model_config
-    from sarm.features.cache import extract_features
     from sarm.features.encoders import load_encoder
+    from sarm.features.extract import extract_features
     from sarm.inference.progress import compute_progress
     from sarm.labels.annotations import read_lerobot_annotations
     from sarm.training.from_cache import train_from_cache

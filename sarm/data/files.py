@@ -17,12 +17,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sarm.data.errors import DatasetError
+
 __all__ = ["read_json", "read_jsonl", "read_parquet", "read_parquet_rows", "read_parquet_schema"]
 
 
 def _error(message: str) -> Exception:
-    from sarm.data.layout import DatasetError  # layout imports this module
-
     return DatasetError(message)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from sarm.data.errors import DatasetError, MissingVideoError, VideoDecodeError
 from sarm.data.files import read_json, read_jsonl, read_parquet, read_parquet_rows, read_parquet_schema
 from sarm.data.video import V21_VIDEO, V30_VIDEO, locate_videos
 
@@ -48,18 +49,6 @@ __all__ = [
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
 _V21_DATA = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class DatasetError(ValueError):
-    """The dataset on disk is not what `sarm.data` can read; the message names the file and the fix."""
-
-
-class MissingVideoError(DatasetError, FileNotFoundError):
-    """A video file that an episode needs is not on disk."""
-
-
-class VideoDecodeError(DatasetError):
-    """A video file is on disk but cannot be decoded (empty, not a video, truncated, too short)."""
 
 
 def resolve_root(source: str | os.PathLike, revision: str | None) -> Path:

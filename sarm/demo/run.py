@@ -210,8 +210,8 @@ def run_demo(
     from rabc import RABCWeights, diagnose
     from sarm.data import open_dataset
     from sarm.demo.policy import evaluate, train_policy
-    from sarm.features.cache import extract_features
     from sarm.features.encoders import load_encoder
+    from sarm.features.extract import extract_features
     from sarm.inference.progress import compute_progress
     from sarm.labels.annotations import read_lerobot_annotations
     from sarm.training.from_cache import train_from_cache

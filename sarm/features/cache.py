@@ -260,12 +260,3 @@ class _Frames:
             episode = int(self.cache.episodes[position])
             out[sel] = self.cache._map(episode, self.kind)[rows[sel] - self.cache.episode_starts[position]]
         return out
-
-
-def __getattr__(name: str) -> Any:
-    """`extract_features` lives in `sarm.features.extract` (it imports this module); still importable here."""
-    if name == "extract_features":
-        from sarm.features.extract import extract_features
-
-        return extract_features
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

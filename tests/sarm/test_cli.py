@@ -9,7 +9,7 @@ from rabc import read_progress
 from rabc.cli import main as rabc_main
 from sarm.cli import main
 from sarm.data import open_dataset
-from sarm.features.cache import FeatureCache, extract_features
+from sarm.features import FeatureCache, extract_features
 from sarm.inference.progress import compute_progress
 from sarm.training.from_cache import train_from_cache
 from sarm.training.loop import TrainConfig

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from sarm.data import MissingVideoError, open_dataset
-from sarm.features.cache import FeatureCache, extract_features, parse_shard
+from sarm.features.cache import FeatureCache, parse_shard
 from sarm.features.encoders import PixelEncoder, load_encoder
+from sarm.features.extract import extract_features
 from sarm.labels.negatives import NEGATIVE_TEXTS
 from tests.sarm.data.test_dataset import CAM, LENGTHS, TASKS, make_v21
 
@@ -105,7 +106,7 @@ import sys, time
 sys.path.insert(0, {root!r})
 from sarm.data import open_dataset
 from sarm.features.encoders import PixelEncoder
-from sarm.features.cache import extract_features
+from sarm.features.extract import extract_features
 
 class Slow(PixelEncoder):
     def _encode_images(self, images):

@@ -8,7 +8,7 @@ import torch
 from rabc import RABCWeights, read_progress
 from sarm import SARM, SARMConfig
 from sarm.data import open_dataset
-from sarm.features.cache import FeatureCache, extract_features
+from sarm.features import FeatureCache, extract_features
 from sarm.features.encoders import PixelEncoder, load_encoder
 from sarm.inference.progress import compute_progress, merge_progress
 from sarm.training.windows import window_frames

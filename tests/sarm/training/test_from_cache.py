@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sarm.data import open_dataset
-from sarm.features.cache import FeatureCache, extract_features
+from sarm.features import FeatureCache, extract_features
 from sarm.features.encoders import load_encoder
 from sarm.labels.schema import Span, StageSchema
 from sarm.training.from_cache import load_annotations, prepare_training, train_from_cache
