@@ -222,15 +222,51 @@ def test_the_weight_must_be_added_after_openpis_repack_transform(libero):
     assert {"image", "image_mask", "state", "actions", "tokenized_prompt"} <= set(item)
 
 
-def test_loss_mode_with_spawned_workers(libero):
+def test_loss_mode_with_spawned_workers_over_two_epochs(libero):
     """openpi's workers are spawned: WeightedDataset over openpi's TransformedDataset must pickle."""
     config = dataclasses.replace(libero, num_workers=1)
     loader = rabc_openpi.create_weighted_data_loader(
-        config, W, weighting="loss", framework="pytorch", num_batches=3
+        config, W, weighting="loss", framework="pytorch", num_batches=20
     )
-    batches = list(loader)
+    batches = list(loader)  # 15 batches per epoch: openpi's loop restarts its DataLoader once
     seen = [p for obs, _, _ in batches for p in positions(obs)]
     np.testing.assert_array_equal(torch.cat([w for *_, w in batches]).numpy(), W[seen])
+    assert sorted(seen[:N]) == list(range(N))  # the first epoch is a permutation of all frames
+
+
+def test_each_pass_of_openpis_loop_is_the_next_epoch_of_the_sampler(libero):
+    """openpi never calls set_epoch; TorchDataLoader re-iterates its DataLoader, and auto_epoch moves on."""
+    draws = 2 * BATCH  # two batches per epoch
+    loader = rabc_openpi.create_weighted_data_loader(
+        libero, W, framework="pytorch", num_samples=draws, num_batches=8
+    )
+    seen = [p for obs, _ in loader for p in positions(obs)]
+    passes = [seen[e * draws : (e + 1) * draws] for e in range(4)]
+    assert len({tuple(p) for p in passes}) == 4
+    for epoch, got in enumerate(passes):
+        reference = RABCWeightedSampler(W, seed=libero.seed, num_samples=draws)
+        reference.set_epoch(epoch)
+        assert got == list(reference)
+
+
+def test_jax_sharding_and_seed_reach_openpis_loader(libero):
+    mesh = jax.sharding.Mesh(jax.devices(), ("B",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())  # openpi's default shards "B"
+    loader = rabc_openpi.create_weighted_data_loader(libero, W, sharding=replicated, seed=11, num_batches=2)
+    batches = list(loader)
+    assert all(actions.sharding == replicated for _, actions in batches)  # not openpi's PartitionSpec("B")
+    assert [p for obs, _ in batches for p in positions(obs)] == list(RABCWeightedSampler(W, seed=11))[
+        : 2 * BATCH
+    ]
+
+
+def test_weights_must_match_openpis_dataset(libero):
+    with pytest.raises(ValueError, match=r"shape \(59,\) do not match the openpi dataset of 60 samples"):
+        rabc_openpi.create_weighted_data_loader(libero, W[:-1], framework="pytorch")
+    sparse = np.zeros(N, np.float32)
+    sparse[:3] = 1.0  # 3 frames per epoch without replacement < batch of 4: openpi's loop would spin forever
+    with pytest.raises(ValueError, match="yields 3 samples per epoch on this rank, fewer than the local"):
+        rabc_openpi.create_weighted_data_loader(libero, sparse, framework="pytorch", replacement=False)
 
 
 def _fake_ddp(monkeypatch, world_size, rank):
