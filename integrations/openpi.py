@@ -98,7 +98,7 @@ def _aligned_weights(weights: Any, num_samples: int) -> np.ndarray:
                 f"weights of shape {w.shape} do not match the openpi dataset of {num_samples} samples "
                 f"(expected ({num_samples},)); {fix}"
             )
-    bad = np.flatnonzero(~(np.isfinite(w) & (w >= 0)))
+    bad = np.flatnonzero(~((w >= 0) & (w <= 1)))
     if bad.size:
         raise ValueError(
             f"{bad.size} weight(s) are negative or not finite, e.g. {w[bad[:5]].tolist()} at positions "
@@ -330,10 +330,10 @@ def weighted_loss_jax(chunked_loss, weights, eps: float = 1e-6):
         w = np.asarray(weights, dtype=np.float64)  # concrete values only: a tracer under jit refuses
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         w = np.zeros(0)
-    if (bad := np.flatnonzero(~(np.isfinite(w) & (w >= 0)))).size:
+    if (bad := np.flatnonzero(~((w >= 0) & (w <= 1)))).size:
         raise ValueError(
-            f"weights must be finite and non-negative, got {w[bad[:5]].tolist()} at batch positions "
-            f"{bad[:5].tolist()}; RA-BC weights lie in [0, 1]"
+            f"weights must be finite and in [0, 1], got {w[bad[:5]].tolist()} at batch positions "
+            f"{bad[:5].tolist()}; RA-BC weights lie in [0, 1] (check the weights file or map NaN to a fallback)"
         )
     return _jax_weighted_mean()(chunked_loss, weights, float(eps))
 
