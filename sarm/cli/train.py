@@ -43,8 +43,51 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--seed", type=int, default=0, help="seed for weights, split, coins and order")
     p.add_argument("--device", help="training device (default: cuda if available, else cpu)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over even if a checkpoint exists (a rerun into an existing --out otherwise resumes it, "
+        "and must use the run's settings: others are refused, each named with its old and new value)",
+    )
+    p.add_argument(
+        "--extend",
+        action="store_true",
+        help="train an existing run (finished or not) further, to a larger --steps, with otherwise the same "
+        "settings; the cosine schedule is recomputed for the new total from the current step",
+    )
     p.set_defaults(run=run)
+
+
+# how errors from the library name its arguments on this command line
+_FLAGS = {
+    "resume": "--no-resume",
+    "extend": "--extend",
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "min_lr": "--lr (min_lr = lr / 10)",
+    "warmup_steps": "--warmup",
+    "eval_every": "--eval-every",
+    "checkpoint_every": "--checkpoint-every",
+    "seed": "--seed",
+    "window": "--window",
+    "attention": "--attention",
+    "n_obs_steps": "--n-obs-steps",
+    "frame_gap": "--frame-gap",
+    "hidden_dim": "--hidden-dim",
+    "num_layers": "--num-layers",
+    "num_heads": "--num-heads",
+    "schemas": "stage schemas (--annotations, --dense-annotations, --proportions)",
+    "state_mean": "state statistics (--cache)",
+    "state_std": "state statistics (--cache)",
+    "encoder": "encoder (--cache)",
+    "image_dim": "image features (--cache)",
+    "text_dim": "text features (--cache)",
+    "num_cameras": "cameras (--cache)",
+    "train_set.anchor_stride": "--anchor-stride",
+    "train_set.episodes": "training episodes (--eval-fraction, --annotations, --seed)",
+    "train_set.windows": "training windows (--cache, --annotations, --anchor-stride)",
+}
 
 
 def run(args) -> int:
@@ -89,6 +132,8 @@ def run(args) -> int:
         model_overrides=overrides,
         device=args.device,
         resume=not args.no_resume,
+        extend=args.extend,
+        option_names=_FLAGS,
     )
     print(json.dumps(report, indent=1))
     print(f"trained to step {result.step}; model saved to {Path(args.out) / 'model'}")

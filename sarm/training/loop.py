@@ -17,6 +17,7 @@ its own slice of every global batch through DistributedDataParallel; rank 0 eval
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -31,7 +32,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from sarm.model.hub import save_pretrained
+from sarm.model.hub import read_config, save_pretrained
 from sarm.model.network import SARM
 from sarm.training.objective import evaluate, sarm_loss
 from sarm.training.rewind import RewindCollate
@@ -186,6 +187,75 @@ def _check_windows(model: SARM, windows: WindowDataset, name: str) -> None:
         )
 
 
+def _data_facts(windows: WindowDataset | None) -> dict[str, Any] | None:
+    """What identifies a window set across runs, compactly: its size, stride and episodes' digest."""
+    if windows is None:
+        return None
+    digest = hashlib.sha1(np.ascontiguousarray(windows.episodes, np.int64).tobytes())
+    digest.update(np.ascontiguousarray(windows.episode_lengths[windows.episodes], np.int64).tobytes())
+    return {"windows": len(windows), "anchor_stride": windows.anchor_stride, "episodes": digest.hexdigest()}
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_run(
+    found: Path,
+    model: SARM,
+    config: TrainConfig,
+    data: dict[str, Any],
+    world: int,
+    *,
+    extend: bool,
+    names: dict[str, str],
+) -> dict[str, Any]:
+    """Refuse to resume `found` with other settings (before anything is read into the model or
+    written); return its train state. Every differing setting is named with its old and new value."""
+    name = lambda key: names.get(key, key)  # noqa: E731 - Python names, or the CLI's flags
+    restart = f"or start over with {name('resume')} / another output directory"
+    saved_model = read_config(found).to_dict()
+    saved_model = {k: v for k, v in json.loads(json.dumps(saved_model)).items() if k != "encoder" or v}
+    wanted = json.loads(json.dumps(model.config.to_dict()))
+    diffs = [(k, saved_model[k], wanted.get(k)) for k in saved_model if saved_model[k] != wanted.get(k)]
+    state = torch.load(found / "train_state.pt", map_location="cpu", weights_only=True)
+    wanted_train = dataclasses.asdict(config)
+    saved_train = state["config"]
+    ignored = {"num_workers"}  # batches are identical whatever the number of workers
+    train_diffs = [
+        (k, saved_train.get(k), v)
+        for k, v in wanted_train.items()
+        if k not in ignored and saved_train.get(k) != v
+    ]
+    steps = [d for d in train_diffs if d[0] == "steps"]
+    if extend and steps:
+        if config.steps < state["step"]:
+            raise ValueError(
+                f"`{found}` is at step {state['step']}; {name('extend')} needs {name('steps')} above it, "
+                f"but got {config.steps}"
+            )
+        train_diffs.remove(steps[0])
+    for key, old in (state.get("data") or {}).items():
+        if data.get(key) is not None and data[key] != old:
+            diffs.append((f"train_set.{key}", old, data[key]))
+    if diffs or train_diffs:
+        listed = "; ".join(f"{name(k)}: run {_short(a)}, now {_short(b)}" for k, a, b in diffs + train_diffs)
+        hint = ""
+        if [k for k, _, _ in train_diffs] == ["steps"]:
+            hint = f"; to train a finished run further, pass {name('extend')} with the larger {name('steps')}"
+        raise ValueError(
+            f"the run in `{found.parent}` was trained with other training settings ({listed}); rerun with "
+            f"its settings{hint}, {restart}"
+        )
+    if state["world_size"] != world:
+        raise ValueError(
+            f"`{found}` was written by {state['world_size']} rank(s), but this run has {world}: the data "
+            f"stream is split per rank, so resume with the same number of ranks, {restart}"
+        )
+    return state
+
+
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -211,8 +281,10 @@ def train(
     negative_texts: list[str] | None = None,
     device: str | torch.device | None = None,
     resume: bool = True,
+    extend: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    option_names: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train `model` in place on `train_set` windows; see the module docstring for files and resume.
 
@@ -221,18 +293,32 @@ def train(
     this run after that many steps (a time-limited job), leaving a checkpoint to resume from.
     Dropout draws from torch's RNG: training seeds it from `config.seed` and checkpoints it, inside
     `torch.random.fork_rng`, so the caller's RNG state is the same before and after.
+
+    Resuming a run (`resume=True` and a checkpoint in `out_dir`) needs the run's model config,
+    TrainConfig and training windows; anything else is refused before anything is written, naming each
+    differing setting. `extend=True` lets a run (finished or not) continue to a larger `config.steps`:
+    the cosine schedule is then recomputed for the new total from the current step (the learning rate
+    rises from where the old schedule stood). `option_names` maps argument names to what the caller's
+    user typed (the CLI passes {"resume": "--no-resume", "frame_gap": "--frame-gap", ...}) for errors.
     """
     config = config or TrainConfig()
     out_dir = Path(out_dir)
+    names = {"resume": "resume=False", "extend": "extend=True", "steps": "config.steps"}
+    names.update(option_names or {})
     _check_windows(model, train_set, "train_set")
     if eval_set is not None:
         _check_windows(model, eval_set, "eval_set")
+    data = _data_facts(train_set)
     if device is None:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         rank, world, owns_group = _distributed()
+        found = _read_checkpoint(out_dir) if resume else None
+        state = None
+        if found is not None:  # checked before anything is written or loaded into the model
+            state = _check_run(found, model, config, data, world, extend=extend, names=names)
         if rank == 0:
             out_dir.mkdir(parents=True, exist_ok=True)
         model.to(device)
@@ -244,24 +330,15 @@ def train(
         )
         torch.manual_seed(config.seed * 1000 + rank)  # dropout's RNG (forked by train); checkpointed below
         step, history, best = 0, [], math.inf
-        found = _read_checkpoint(out_dir) if resume else None
-        if found is not None:
+        if state is not None:
             model.load_state_dict(SARM.from_pretrained(found).state_dict())
-            state = torch.load(found / "train_state.pt", map_location="cpu", weights_only=True)
-            if state["config"] != dataclasses.asdict(config):
-                raise ValueError(
-                    f"`{found}` was written with other training settings; resume with the same TrainConfig "
-                    f"or pass resume=False / a new out_dir. Saved: {state['config']}"
-                )
-            if state["world_size"] != world:
-                raise ValueError(
-                    f"`{found}` was written by {state['world_size']} rank(s), but this run has {world}: the "
-                    "data stream is split per rank, so resume with the same number of ranks (or resume=False)"
-                )
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             _set_rng_state(state["rng"][rank], device)
             step, history, best = state["step"], state["history"], state["best"]
+            if state["config"]["steps"] != config.steps:  # extended: follow the new schedule from here
+                for group in optimizer.param_groups:
+                    group["lr"] = config.learning_rate(step)
         ddp = model
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
@@ -345,12 +422,14 @@ def train(
                             "best": best,
                             "config": dataclasses.asdict(config),
                             "world_size": world,
+                            "data": data,
                         },
                     )
         bar.close()
         result.step = step
         if rank == 0 and step == config.steps:
             result.model_dir = save_pretrained(model, out_dir / "model")
+            model.source = str(result.model_dir)
             _write_history(out_dir, history)
         if world > 1:
             dist.barrier()

@@ -204,6 +204,7 @@ def test_strip_from_dataset(tmp_path, monkeypatch):
 
 def test_strip_camera_argument(tmp_path):
     ds = FakeDataset()
+    ds.camera_keys = [*ds.camera_keys, "wrist"]  # an unknown camera is an error (tests/sarm/cli/test_viz.py)
     plot_progress_file(write_progress(tmp_path / "p.parquet"), tmp_path / "viz", episodes=[0], dataset=ds,
                        camera="wrist", num_frames=2)
     assert ds.calls == [("wrist", 0, [0, 39])]
