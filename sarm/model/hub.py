@@ -190,12 +190,19 @@ def save_pretrained(model: SARM, directory: str | Path, *, model_card: bool = Tr
     return directory
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write) -> None:
-    """`write(tmp)` then rename onto `path`. The temp file is created by `write` itself (not mkstemp,
-    whose 0600 mode would survive the rename), so files get the user's umask like any other file."""
+    """`write(tmp)` then rename onto `path`, with the mode any new file gets under the user's umask
+    (safetensors and mkstemp write 0600, which would survive the rename)."""
     tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
