@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -117,7 +116,7 @@ def test_the_encoder_is_saved_and_old_checkpoints_without_it_still_load(tmp_path
         SARMConfig(**TINY, encoder={"image_dim": 16})
 
 
-# ---- state-only ----------------------------------------------------------------------------------------------
+# ---- state-only -------------------------------------------------------------------------------------------
 def test_a_state_only_model_sees_text_and_state(tmp_path):
     model = _tiny(num_cameras=0)
     assert not any("visual_proj" in k or "first_pos" in k for k in model.state_dict())
