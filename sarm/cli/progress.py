@@ -54,6 +54,9 @@ def run(args) -> int:
 
     from sarm.inference.progress import compute_progress, merge_progress
 
+    for flag, value in (("--stride", args.stride), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ValueError(f"{flag} should be a positive integer, but got {value}")
     if args.merge:
         print(f"wrote {merge_progress(args.cache, args.output)}")
         return 0

@@ -90,9 +90,36 @@ _FLAGS = {
 }
 
 
+def _check_args(args) -> None:
+    """Flag values the library would refuse, refused here in the command line's terms."""
+    positive = ("steps", "batch_size", "eval_every", "checkpoint_every", "anchor_stride", "frame_gap")
+    positive += ("hidden_dim", "num_layers", "num_heads")
+    for name in (*positive, "warmup", "num_workers", "n_obs_steps"):
+        value = getattr(args, name)
+        if value is not None and (value < 1 if name in positive else value < 0):
+            kind = "a positive" if name in positive else "a non-negative"
+            raise ValueError(f"--{name.replace('_', '-')} should be {kind} integer, but got {value}")
+    if not 0.0 < args.eval_fraction < 1.0:
+        raise ValueError(f"--eval-fraction should be in (0, 1), but got {args.eval_fraction}")
+    if not args.lr > 0:
+        raise ValueError(f"--lr should be positive, but got {args.lr}")
+    width, heads = args.hidden_dim or 768, args.num_heads or 12
+    if width % heads:
+        raise ValueError(
+            f"--hidden-dim {width} is not divisible by --num-heads {heads}; choose sizes that are"
+        )
+    n_obs = 8 if args.n_obs_steps is None else args.n_obs_steps
+    if args.window == "centered" and n_obs % 2:
+        raise ValueError(f"--window centered needs an even --n-obs-steps, but got {n_obs}")
+    if args.window != "centered" and n_obs < 1:
+        raise ValueError("--window past needs --n-obs-steps >= 1 (slot 0 shows the episode's first frame)")
+
+
 def run(args) -> int:
     from sarm.training.from_cache import load_annotations, train_from_cache
     from sarm.training.loop import TrainConfig
+
+    _check_args(args)
 
     annotations = {"sparse": load_annotations(args.annotations, "sparse")}
     if args.dense_annotations:

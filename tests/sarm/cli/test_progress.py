@@ -93,3 +93,11 @@ def test_another_encoders_cache_names_the_flag_that_overrides(cache, tmp_path, c
 def test_the_file_records_the_model_the_user_gave(cache, model_dir, tmp_path):
     assert progress(model_dir, cache.root, tmp_path / "p.parquet") == 0
     assert read_progress(tmp_path / "p.parquet").metadata["reward_model_path"] == str(model_dir)
+
+
+@pytest.mark.parametrize("flag", ["--stride", "--batch-size"])
+def test_bad_values_are_named_as_flags(cache, model_dir, tmp_path, capsys, flag, no_compute):
+    assert progress(model_dir, cache.root, tmp_path / "p.parquet", flag, "0") == 2
+    err = error_line(capsys)
+    assert f"{flag} should be a positive integer, but got 0" in err and "stride=" not in err
+    assert not (tmp_path / "p.parquet.parts").exists()

@@ -100,3 +100,20 @@ def test_a_state_only_cache_trains_from_the_command_line(cache, tmp_path, capsys
     args = ["progress", "--model", str(tmp_path / "run" / "model"), "--cache", str(state_only.root)]
     assert main([*args, "--output", str(out)]) == 0
     assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--steps", "0"], "--steps should be a positive integer, but got 0"),
+        (["--anchor-stride", "0"], "--anchor-stride should be a positive integer"),
+        (["--eval-fraction", "1.5"], "--eval-fraction should be in (0, 1)"),
+        (["--hidden-dim", "30", "--num-heads", "4"], "--hidden-dim 30 is not divisible by --num-heads 4"),
+        (["--window", "centered", "--n-obs-steps", "3"], "--window centered needs an even --n-obs-steps"),
+    ],
+)
+def test_bad_values_are_named_as_flags(cache, tmp_path, capsys, flags, named):
+    assert train(cache, tmp_path / "run", *flags) == 2
+    err = error_line(capsys)
+    assert named in err and "=" not in err.split("error:")[1]  # no Python `name=value` hints
+    assert not (tmp_path / "run").exists()
