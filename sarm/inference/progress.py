@@ -291,7 +291,14 @@ def merge_progress(
     episodes without features get NaN rows. Removes `<out_path>.parts/` unless `keep_parts`."""
     cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     out_path = Path(out_path)
+    if out_path.is_dir():
+        raise ValueError(f"the output `{out_path}` is a directory; name the progress file to write")
     parts = out_path.with_name(out_path.name + ".parts")
+    if not (parts / "settings.json").is_file():
+        raise FileNotFoundError(
+            f"no progress parts in `{parts}` to merge; run `sarm progress` (compute_progress) for every "
+            "shard with this output first"
+        )
     settings = json.loads((parts / "settings.json").read_text())
     missing_parts = [int(e) for e in cache.episodes if not _part(parts, int(e)).is_file()]
     if missing_parts:
