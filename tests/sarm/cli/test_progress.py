@@ -101,3 +101,10 @@ def test_bad_values_are_named_as_flags(cache, model_dir, tmp_path, capsys, flag,
     err = error_line(capsys)
     assert f"{flag} should be a positive integer, but got 0" in err and "stride=" not in err
     assert not (tmp_path / "p.parquet.parts").exists()
+
+
+def test_merge_without_parts_says_what_to_run(cache, tmp_path, capsys):
+    args = ["progress", "--cache", str(cache.root), "--output", str(tmp_path / "p.parquet"), "--merge"]
+    assert main(args) == 2
+    err = error_line(capsys)
+    assert "no progress parts" in err and "p.parquet.parts" in err and "run `sarm progress`" in err
