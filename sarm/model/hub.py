@@ -25,6 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from sarm.model.card import model_card as _card
 from sarm.model.config import SARMConfig
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ def save_pretrained(model: SARM, directory: str | Path, *, model_card: bool = Tr
     _atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     _atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
     if model_card:
-        _atomic(directory / "README.md", lambda tmp: Path(tmp).write_text(_model_card(model)))
+        _atomic(directory / "README.md", lambda tmp: Path(tmp).write_text(_card(model)))
     return directory
 
 
@@ -281,50 +282,6 @@ def push_to_hub(
             create_pr=create_pr,
         )
     return str(getattr(info, "commit_url", info))
-
-
-def _model_card(model: SARM) -> str:
-    c = model.config
-    lines = [
-        "---",
-        "library_name: sarm-rabc",
-        "tags:",
-        "- sarm",
-        "- reward-model",
-        "- robotics",
-        "---",
-        "",
-        "# SARM reward model",
-        "",
-        "A Stage-Aware Reward Model (SARM, arXiv 2509.25358) trained with `sarm-rabc`. It predicts the "
-        "normalised progress of a task from per-frame image features, the task text feature and robot state.",
-        "",
-        "```python",
-        "from sarm import SARM",
-        'model = SARM.from_pretrained("<this repo>")',
-        "```",
-        "",
-        "| setting | value |",
-        "|---|---|",
-        f"| parameters | {model.num_parameters():,} |",
-        f"| width / layers / heads | {c.hidden_dim} / {c.num_layers} / {c.num_heads} |",
-        f"| inputs | image {c.image_dim} x {c.num_cameras} camera(s), text {c.text_dim}, "
-        f"state <= {c.max_state_dim} |",
-        f"| attention / window | {c.attention} / {c.window} |",
-        f"| slots | {c.num_slots} (n_obs_steps {c.n_obs_steps}, frame_gap {c.frame_gap}, "
-        f"rewind {c.max_rewind_steps}) |",
-        "",
-        "## Stages",
-        "",
-    ]
-    for head in c.heads:
-        for task, schema in c.task_schemas(head).items():
-            where = "any task" if task == "*" else f"task `{task}`"
-            stages = ", ".join(
-                f"{n} ({p:.3g})" for n, p in zip(schema.names, schema.proportions, strict=True)
-            )
-            lines.append(f"- **{head}**, {where}: {stages}")
-    return "\n".join(lines) + "\n"
 
 
 # ---- LeRobot checkpoints -----------------------------------------------------------------------------

@@ -17,7 +17,6 @@ its own slice of every global batch through DistributedDataParallel; rank 0 eval
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -32,9 +31,10 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from sarm.model.hub import read_config, save_pretrained
+from sarm.model.hub import save_pretrained
 from sarm.model.network import SARM
 from sarm.training.objective import evaluate, sarm_loss
+from sarm.training.resume import check_run, data_facts
 from sarm.training.rewind import RewindCollate
 from sarm.training.windows import WindowDataset
 
@@ -187,75 +187,6 @@ def _check_windows(model: SARM, windows: WindowDataset, name: str) -> None:
         )
 
 
-def _data_facts(windows: WindowDataset | None) -> dict[str, Any] | None:
-    """What identifies a window set across runs, compactly: its size, stride and episodes' digest."""
-    if windows is None:
-        return None
-    digest = hashlib.sha1(np.ascontiguousarray(windows.episodes, np.int64).tobytes())
-    digest.update(np.ascontiguousarray(windows.episode_lengths[windows.episodes], np.int64).tobytes())
-    return {"windows": len(windows), "anchor_stride": windows.anchor_stride, "episodes": digest.hexdigest()}
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _check_run(
-    found: Path,
-    model: SARM,
-    config: TrainConfig,
-    data: dict[str, Any],
-    world: int,
-    *,
-    extend: bool,
-    names: dict[str, str],
-) -> dict[str, Any]:
-    """Refuse to resume `found` with other settings (before anything is read into the model or
-    written); return its train state. Every differing setting is named with its old and new value."""
-    name = lambda key: names.get(key, key)  # noqa: E731 - Python names, or the CLI's flags
-    restart = f"or start over with {name('resume')} / another output directory"
-    saved_model = read_config(found).to_dict()
-    saved_model = {k: v for k, v in json.loads(json.dumps(saved_model)).items() if k != "encoder" or v}
-    wanted = json.loads(json.dumps(model.config.to_dict()))
-    diffs = [(k, saved_model[k], wanted.get(k)) for k in saved_model if saved_model[k] != wanted.get(k)]
-    state = torch.load(found / "train_state.pt", map_location="cpu", weights_only=True)
-    wanted_train = dataclasses.asdict(config)
-    saved_train = state["config"]
-    ignored = {"num_workers"}  # batches are identical whatever the number of workers
-    train_diffs = [
-        (k, saved_train.get(k), v)
-        for k, v in wanted_train.items()
-        if k not in ignored and saved_train.get(k) != v
-    ]
-    steps = [d for d in train_diffs if d[0] == "steps"]
-    if extend and steps:
-        if config.steps < state["step"]:
-            raise ValueError(
-                f"`{found}` is at step {state['step']}; {name('extend')} needs {name('steps')} above it, "
-                f"but got {config.steps}"
-            )
-        train_diffs.remove(steps[0])
-    for key, old in (state.get("data") or {}).items():
-        if data.get(key) is not None and data[key] != old:
-            diffs.append((f"train_set.{key}", old, data[key]))
-    if diffs or train_diffs:
-        listed = "; ".join(f"{name(k)}: run {_short(a)}, now {_short(b)}" for k, a, b in diffs + train_diffs)
-        hint = ""
-        if [k for k, _, _ in train_diffs] == ["steps"]:
-            hint = f"; to train a finished run further, pass {name('extend')} with the larger {name('steps')}"
-        raise ValueError(
-            f"the run in `{found.parent}` was trained with other training settings ({listed}); rerun with "
-            f"its settings{hint}, {restart}"
-        )
-    if state["world_size"] != world:
-        raise ValueError(
-            f"`{found}` was written by {state['world_size']} rank(s), but this run has {world}: the data "
-            f"stream is split per rank, so resume with the same number of ranks, {restart}"
-        )
-    return state
-
-
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -308,7 +239,7 @@ def train(
     _check_windows(model, train_set, "train_set")
     if eval_set is not None:
         _check_windows(model, eval_set, "eval_set")
-    data = _data_facts(train_set)
+    data = data_facts(train_set)
     if device is None:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
@@ -318,7 +249,7 @@ def train(
         found = _read_checkpoint(out_dir) if resume else None
         state = None
         if found is not None:  # checked before anything is written or loaded into the model
-            state = _check_run(found, model, config, data, world, extend=extend, names=names)
+            state = check_run(found, model, config, data, world, extend=extend, names=names)
         if rank == 0:
             out_dir.mkdir(parents=True, exist_ok=True)
         model.to(device)
