@@ -333,7 +333,7 @@ def weighted_loss_jax(chunked_loss, weights, eps: float = 1e-6):
     if (bad := np.flatnonzero(~((w >= 0) & (w <= 1)))).size:
         raise ValueError(
             f"weights must be finite and in [0, 1], got {w[bad[:5]].tolist()} at batch positions "
-            f"{bad[:5].tolist()}; RA-BC weights lie in [0, 1] (check the weights file or map NaN to a fallback)"
+            f"{bad[:5].tolist()}; RA-BC weights lie in [0, 1] (check the weights file, map NaN to a fallback)"
         )
     return _jax_weighted_mean()(chunked_loss, weights, float(eps))
 

@@ -161,8 +161,15 @@ def plot_episode(
         PosixPath('ep.png')
     """
     path = Path(path)
-    fig = _figure(progress, labels=labels, stage_probs=stage_probs, stage_names=stage_names, strip=strip,
-                  title=title or f"episode {episode}", fps=fps)
+    fig = _figure(
+        progress,
+        labels=labels,
+        stage_probs=stage_probs,
+        stage_names=stage_names,
+        strip=strip,
+        title=title or f"episode {episode}",
+        fps=fps,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -190,8 +197,10 @@ def _columns(path: Path) -> tuple[list[str], list[str]]:
     missing = [n for n in ("episode_index", "frame_index") if n not in names]
     if missing or not heads:
         wanted = missing or ["progress_<head>"]
-        raise ValueError(f"column(s) {wanted} not found in `{path}`; available: {names}; compute the "
-                         "file with `sarm progress`")
+        raise ValueError(
+            f"column(s) {wanted} not found in `{path}`; available: {names}; compute the "
+            "file with `sarm progress`"
+        )
     return heads, [n for n in names if n.startswith("stage_probs_")]
 
 
@@ -213,12 +222,48 @@ def _strip(dataset: Any, camera: str, episode: int, length: int, num_frames: int
     try:
         chunks = list(dataset.decode(camera, episode, frames=wanted))
     except Exception as err:
-        warnings.warn(f"episode {episode}: could not decode camera {camera!r} ({type(err).__name__}: {err}); "
-                      "plotting it without the frame strip", stacklevel=3)
+        warnings.warn(
+            f"episode {episode}: could not decode camera {camera!r} ({type(err).__name__}: {err}); "
+            "plotting it without the frame strip",
+            stacklevel=3,
+        )
         return None
     if not chunks:
         return None
     return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+
+
+def _name(dataset: Any) -> str:
+    root = getattr(dataset, "root", None)
+    return f"`{root}`" if root is not None else type(dataset).__name__
+
+
+def _check_episode(path: Path, dataset: Any, episode: int, part) -> None:
+    """The plotted episode has the same frames (count, global index) in the file and the dataset."""
+    if not hasattr(dataset, "episodes") or not hasattr(dataset, "episode_lengths"):
+        return  # a minimal dataset (decode + camera_keys only): nothing to compare
+    where = np.flatnonzero(np.asarray(dataset.episodes) == episode)
+    problem = None
+    if not where.size:
+        problem = f"episode {episode} is not in the dataset"
+    elif int(dataset.episode_lengths[where[0]]) != len(part):
+        problem = (
+            f"episode {episode} has {len(part)} frames in the progress file but "
+            f"{int(dataset.episode_lengths[where[0]])} in the dataset"
+        )
+    elif "index" in part.column_names and hasattr(dataset, "column"):
+        first_file = int(part.column("index")[0].as_py())
+        first_data = int(np.min(dataset.column("index", [episode])))
+        if first_file != first_data:
+            problem = (
+                f"episode {episode} starts at global index {first_file} in the progress file but at "
+                f"{first_data} in the dataset"
+            )
+    if problem:
+        raise ValueError(
+            f"`{path}` does not match the dataset {_name(dataset)}: {problem}; pass the dataset the "
+            "progress was computed from"
+        )
 
 
 def plot_progress_file(
@@ -255,33 +300,63 @@ def plot_progress_file(
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} should be a positive integer value, but got {name}={value}")
     heads, prob_columns = _columns(path)
+    present = None
     if episodes is None:
         present = _present_episodes(path)
         size = min(num_episodes, present.size)
         episodes = np.sort(np.random.default_rng(seed).choice(present, size=size, replace=False))
     episodes = list(dict.fromkeys(int(e) for e in episodes))
+    cameras = list(getattr(dataset, "camera_keys", None) or [])
     if dataset is not None and camera is None:
-        if not getattr(dataset, "camera_keys", None):
-            raise ValueError("dataset has no camera_keys; pass camera= to choose the video to decode")
-        camera = dataset.camera_keys[0]
-    columns = ["episode_index", "frame_index", *(f"progress_{h}" for h in heads), *prob_columns]
+        if not cameras:
+            raise ValueError(
+                f"the dataset {_name(dataset)} has no camera to draw the frame strip from; plot without the "
+                "dataset, or choose a camera"
+            )
+        camera = cameras[0]
+    if dataset is not None and cameras and camera not in cameras:
+        raise ValueError(f"camera {camera!r} is not in the dataset {_name(dataset)}; its cameras: {cameras}")
+    if dataset is not None and present is not None and hasattr(dataset, "episodes"):
+        foreign = np.setdiff1d(present, np.asarray(dataset.episodes))
+        if foreign.size:
+            raise ValueError(
+                f"`{path}` does not match the dataset {_name(dataset)}: the progress file holds "
+                f"{present.size} episodes, {foreign.size} of them not in the dataset (e.g. "
+                f"{foreign[:5].tolist()}); pass the dataset the progress was computed from"
+            )
+    with_index = dataset is not None and "index" in pq.read_schema(path).names
+    columns = ["episode_index", "frame_index", *(["index"] if with_index else [])]
+    columns += [*(f"progress_{h}" for h in heads), *prob_columns]
     table = pq.read_table(path, columns=columns, filters=[("episode_index", "in", episodes)])
     episode_column = table.column("episode_index").to_numpy()
     unknown = sorted(set(episodes) - set(np.unique(episode_column).tolist()))
     if unknown:
         present = _present_episodes(path)
-        raise ValueError(f"episode(s) {unknown[:20]} not in `{path}`; it holds {present.size} episodes, e.g. "
-                         f"{present[:10].tolist()}")
+        raise ValueError(
+            f"episode(s) {unknown[:20]} not in `{path}`; it holds {present.size} episodes, e.g. "
+            f"{present[:10].tolist()}"
+        )
     paths = []
     for episode in episodes:
         rows = np.flatnonzero(episode_column == episode)
         rows = rows[np.argsort(table.column("frame_index").take(rows).to_numpy(), kind="stable")]
         part = table.take(rows)
+        if dataset is not None:
+            _check_episode(path, dataset, episode, part)
         progress = {h: part.column(f"progress_{h}").to_numpy().astype(np.float32) for h in heads}
         probs = {c.removeprefix("stage_probs_"): _stage_array(part.column(c)) for c in prob_columns}
         truth = {h: lab[episode] for h, lab in (labels or {}).items() if episode in lab}
         strip = None if dataset is None else _strip(dataset, camera, episode, len(rows), num_frames)
-        paths.append(plot_episode(out_dir / f"episode_{episode:06d}.png", episode, progress, labels=truth,
-                                  stage_probs=probs, stage_names=stage_names, strip=strip,
-                                  fps=getattr(dataset, "fps", None)))
+        paths.append(
+            plot_episode(
+                out_dir / f"episode_{episode:06d}.png",
+                episode,
+                progress,
+                labels=truth,
+                stage_probs=probs,
+                stage_names=stage_names,
+                strip=strip,
+                fps=getattr(dataset, "fps", None),
+            )
+        )
     return paths

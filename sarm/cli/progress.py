@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from sarm.cli.common import open_from_args
 
@@ -33,14 +31,20 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--device", help="default: cuda if available, else cpu")
     p.add_argument("--shard", help="i/n: score every n-th episode from i (default: torchrun's rank)")
     p.add_argument("--merge", action="store_true", help="only merge finished shards into --output")
+    p.add_argument(
+        "--allow-other-encoder",
+        action="store_true",
+        help="score a cache made with another encoder than the model was trained on (refused by default: "
+        "the features of two encoders are not interchangeable, even at the same width)",
+    )
     p.set_defaults(run=run, revision=None, keys=None, missing_videos="skip")
 
 
 def _load_model(source: str):
+    from sarm.model.hub import checkpoint_type
     from sarm.model.network import SARM
 
-    path = Path(source) / "config.json"
-    if path.is_file() and json.loads(path.read_text()).get("type") == "sarm":
+    if checkpoint_type(source) == "lerobot":
         return SARM.from_lerobot(source), True
     return SARM.from_pretrained(source), False
 
@@ -50,6 +54,9 @@ def run(args) -> int:
 
     from sarm.inference.progress import compute_progress, merge_progress
 
+    for flag, value in (("--stride", args.stride), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ValueError(f"{flag} should be a positive integer, but got {value}")
     if args.merge:
         print(f"wrote {merge_progress(args.cache, args.output)}")
         return 0
@@ -82,6 +89,8 @@ def run(args) -> int:
         stage_probs=args.stage_probs,
         shard=args.shard,
         reward_model_path=str(args.model),
+        allow_other_encoder=args.allow_other_encoder,
+        option_names={"allow_other_encoder": "--allow-other-encoder"},
     )
     print(
         f"wrote {out}"

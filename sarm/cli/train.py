@@ -43,7 +43,18 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--seed", type=int, default=0, help="seed for weights, split, coins and order")
     p.add_argument("--device", help="training device (default: cuda if available, else cpu)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over even if a checkpoint exists (a rerun into an existing --out otherwise resumes it, "
+        "and must use the run's settings: others are refused, each named with its old and new value)",
+    )
+    p.add_argument(
+        "--extend",
+        action="store_true",
+        help="train an existing run (finished or not) further, to a larger --steps, with otherwise the same "
+        "settings; the cosine schedule is recomputed for the new total from the current step",
+    )
     # labels: raw skills -> canonical stages, and what spans that go back do (docs/labels.md)
     p.add_argument(
         "--stage-map",
@@ -69,9 +80,70 @@ def add_parser(sub, fmt) -> None:
     p.set_defaults(run=run)
 
 
+# how errors from the library name its arguments on this command line
+_LABELS = "--annotations, --dense-annotations, --proportions, --stage-map, --stages, --order"
+_FLAGS = {
+    "resume": "--no-resume",
+    "extend": "--extend",
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "min_lr": "--lr (min_lr = lr / 10)",
+    "warmup_steps": "--warmup",
+    "eval_every": "--eval-every",
+    "checkpoint_every": "--checkpoint-every",
+    "seed": "--seed",
+    "window": "--window",
+    "attention": "--attention",
+    "n_obs_steps": "--n-obs-steps",
+    "frame_gap": "--frame-gap",
+    "hidden_dim": "--hidden-dim",
+    "num_layers": "--num-layers",
+    "num_heads": "--num-heads",
+    "schemas": f"stage schemas ({_LABELS})",
+    "state_mean": "state statistics (--cache)",
+    "state_std": "state statistics (--cache)",
+    "encoder": "encoder (--cache)",
+    "image_dim": "image features (--cache)",
+    "text_dim": "text features (--cache)",
+    "num_cameras": "cameras (--cache)",
+    "train_set.anchor_stride": "--anchor-stride",
+    "train_set.targets": f"labels ({_LABELS})",
+    "train_set.episodes": "training episodes (--eval-fraction, --annotations, --seed)",
+    "train_set.windows": "training windows (--cache, --annotations, --anchor-stride)",
+}
+
+
+def _check_args(args) -> None:
+    """Flag values the library would refuse, refused here in the command line's terms."""
+    positive = ("steps", "batch_size", "eval_every", "checkpoint_every", "anchor_stride", "frame_gap")
+    positive += ("hidden_dim", "num_layers", "num_heads")
+    for name in (*positive, "warmup", "num_workers", "n_obs_steps"):
+        value = getattr(args, name)
+        if value is not None and (value < 1 if name in positive else value < 0):
+            kind = "a positive" if name in positive else "a non-negative"
+            raise ValueError(f"--{name.replace('_', '-')} should be {kind} integer, but got {value}")
+    if not 0.0 < args.eval_fraction < 1.0:
+        raise ValueError(f"--eval-fraction should be in (0, 1), but got {args.eval_fraction}")
+    if not args.lr > 0:
+        raise ValueError(f"--lr should be positive, but got {args.lr}")
+    width, heads = args.hidden_dim or 768, args.num_heads or 12
+    if width % heads:
+        raise ValueError(
+            f"--hidden-dim {width} is not divisible by --num-heads {heads}; choose sizes that are"
+        )
+    n_obs = 8 if args.n_obs_steps is None else args.n_obs_steps
+    if args.window == "centered" and n_obs % 2:
+        raise ValueError(f"--window centered needs an even --n-obs-steps, but got {n_obs}")
+    if args.window != "centered" and n_obs < 1:
+        raise ValueError("--window past needs --n-obs-steps >= 1 (slot 0 shows the episode's first frame)")
+
+
 def run(args) -> int:
     from sarm.training.from_cache import load_annotations, train_from_cache
     from sarm.training.loop import TrainConfig
+
+    _check_args(args)
 
     annotations = {"sparse": load_annotations(args.annotations, "sparse")}
     if args.dense_annotations:
@@ -114,6 +186,8 @@ def run(args) -> int:
         stage_map=args.stage_map,
         stages=args.stages,
         order=args.order,
+        extend=args.extend,
+        option_names=_FLAGS,
     )
     print(json.dumps(report, indent=1))
     print(f"trained to step {result.step}; model saved to {Path(args.out) / 'model'}")

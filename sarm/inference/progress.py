@@ -100,6 +100,58 @@ def score_episode(
     return result
 
 
+def _check_encoder(model: SARM, cache: FeatureCache, allow: bool, names: dict[str, str]) -> None:
+    """The cache must hold features of the encoder the model was trained on (when the model records it)."""
+    trained, holds = model.config.encoder, cache.manifest.get("encoder")
+    if trained is None or allow or json.loads(json.dumps(trained)) == holds:
+        return
+    holds = holds or {}
+    if trained.get("spec") != holds.get("spec"):
+        what = (
+            f"encoder `{trained.get('spec')}`, but the cache `{cache.root}` holds `{holds.get('spec')}` "
+            "features"
+        )
+    else:
+        keys = sorted(k for k in set(trained) | set(holds) if trained.get(k) != holds.get(k))
+        what = f"encoder `{trained.get('spec')}` with other {keys} than the cache `{cache.root}`"
+    raise ValueError(
+        f"the model was trained on features of {what}; encode the dataset with the model's encoder "
+        f"(`sarm features --encoder {trained.get('spec')}`), or pass {names['allow_other_encoder']} to score "
+        "it anyway"
+    )
+
+
+def _check_output(out_path: Path, cache: FeatureCache, model: SARM) -> Path:
+    """Before any compute: the output is a file path we can write, and it overwrites no input."""
+    if out_path.is_dir():
+        raise ValueError(
+            f"the output `{out_path}` is a directory; name the progress file to write, e.g. "
+            f"`{out_path / 'sarm_progress.parquet'}`"
+        )
+    target = out_path.resolve()
+    inputs = [("the feature cache", cache.root)]
+    if model.source and Path(model.source).expanduser().is_dir():
+        inputs.append(("the model", Path(model.source).expanduser()))
+    for what, root in inputs:
+        root = root.resolve()
+        if target == root or root in target.parents or target in root.parents:
+            raise ValueError(
+                f"the output `{out_path}` would overwrite {what} `{root}`; write the progress file elsewhere"
+            )
+    parts = out_path.with_name(out_path.name + ".parts")
+    try:
+        parts.mkdir(parents=True, exist_ok=True)
+        probe = parts / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(
+            f"cannot write the output `{out_path}` ({error.strerror or error}: `{error.filename or parts}`); "
+            "choose a writable location"
+        ) from error
+    return parts
+
+
 def _part(parts: Path, episode: int) -> Path:
     return parts / f"episode_{episode:06d}.npz"
 
@@ -129,8 +181,10 @@ def compute_progress(
     soft: bool = False,
     stage_probs: bool = False,
     shard: str | Sequence[int] | None = (0, 1),
-    reward_model_path: str = "",
+    reward_model_path: str | None = None,
+    allow_other_encoder: bool = False,
     progress: bool = True,
+    option_names: dict[str, str] | None = None,
 ) -> Path | None:
     """Score every frame of the cache with `model` and write `out_path` (LeRobot's progress schema).
 
@@ -145,8 +199,15 @@ def compute_progress(
         stage_probs: also write per-frame stage probabilities (for `sarm viz`).
         shard: (i, n) or "i/n": this process scores every n-th episode from i; None reads torchrun's
             RANK / WORLD_SIZE.
-        reward_model_path: recorded in the file's metadata (LeRobot's key).
+        reward_model_path: recorded in the file's metadata (LeRobot's key); default `model.source`, the
+            directory or Hub id the model was loaded from (or its run's model/ folder after training).
+        allow_other_encoder: score a cache made with another encoder than the one the model was trained
+            on (recorded in `model.config.encoder`); refused by default, naming both encoders.
         progress: show a tqdm bar.
+        option_names: how errors name `allow_other_encoder` (the CLI passes its flag).
+
+    The output is checked before any compute: it must be a file path (not a directory) in a writable
+    place, and must not lie inside the feature cache or the model's directory.
 
     Returns `out_path` once every episode is done and merged, or None when other shards are still
     missing (run them, or call `merge_progress` later).
@@ -171,10 +232,18 @@ def compute_progress(
             f"image_dim={cfg.image_dim}, text_dim={cfg.text_dim}; encode the dataset with the model's "
             "encoder and cameras"
         )
+    if not cfg.num_cameras and cache.manifest.get("state_dim", 1) == 0:
+        raise ValueError(
+            f"this model is state-only (num_cameras=0) but the cache `{cache.root}` holds no robot state; "
+            "use a cache extracted with the dataset's state column"
+        )
+    names = {"allow_other_encoder": "allow_other_encoder=True", **(option_names or {})}
+    _check_encoder(model, cache, allow_other_encoder, names)
     rank, world = parse_shard(shard)
     out_path = Path(out_path)
-    parts = out_path.with_name(out_path.name + ".parts")
-    parts.mkdir(parents=True, exist_ok=True)
+    parts = _check_output(out_path, cache, model)
+    if reward_model_path is None:
+        reward_model_path = model.source or ""
     settings = _settings(model, cache, heads, stride, soft, stage_probs, reward_model_path)
     marker = parts / "settings.json"
     if marker.is_file():
@@ -222,7 +291,14 @@ def merge_progress(
     episodes without features get NaN rows. Removes `<out_path>.parts/` unless `keep_parts`."""
     cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     out_path = Path(out_path)
+    if out_path.is_dir():
+        raise ValueError(f"the output `{out_path}` is a directory; name the progress file to write")
     parts = out_path.with_name(out_path.name + ".parts")
+    if not (parts / "settings.json").is_file():
+        raise FileNotFoundError(
+            f"no progress parts in `{parts}` to merge; run `sarm progress` (compute_progress) for every "
+            "shard with this output first"
+        )
     settings = json.loads((parts / "settings.json").read_text())
     missing_parts = [int(e) for e in cache.episodes if not _part(parts, int(e)).is_file()]
     if missing_parts:

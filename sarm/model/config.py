@@ -45,7 +45,7 @@ class SARMConfig:
     # inputs
     image_dim: int = 512  # width of one camera's frame feature (CLIP ViT-B/32 image embedding)
     text_dim: int = 512  # width of the task text feature (CLIP ViT-B/32 text embedding)
-    num_cameras: int = 1  # camera streams per frame slot
+    num_cameras: int = 1  # camera streams per frame slot; 0 = state-only (text + robot state tokens)
     max_state_dim: int = 32  # robot state is zero-padded to this width (LeRobot's rule)
     # trunk: two transformers (stage, tau) of this size; the paper's and LeRobot's defaults
     hidden_dim: int = 768
@@ -65,12 +65,15 @@ class SARMConfig:
     # checkpoint scores new data exactly as it was trained.
     state_mean: list[float] | None = None
     state_std: list[float] | None = None
+    # the feature cache's encoder description (spec, dims, preprocessing) this model was trained on;
+    # `compute_progress` refuses a cache made with another encoder. None = not recorded (old and
+    # LeRobot checkpoints): no check.
+    encoder: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name in (
             "image_dim",
             "text_dim",
-            "num_cameras",
             "hidden_dim",
             "num_layers",
             "num_heads",
@@ -79,10 +82,20 @@ class SARMConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} should be a positive integer, but got {name}={value!r}")
-        for name in ("max_state_dim", "n_obs_steps", "max_rewind_steps"):
+        for name in ("num_cameras", "max_state_dim", "n_obs_steps", "max_rewind_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} should be a non-negative integer, but got {name}={value!r}")
+        if self.num_cameras == 0 and self.max_state_dim == 0:
+            raise ValueError(
+                "a state-only model (num_cameras=0) needs robot state, but got max_state_dim=0; "
+                "give max_state_dim > 0 or at least one camera"
+            )
+        if self.encoder is not None and not (isinstance(self.encoder, dict) and "spec" in self.encoder):
+            raise ValueError(
+                f"encoder should be a feature cache manifest's encoder description (a dict with 'spec'), "
+                f"but got encoder={self.encoder!r}"
+            )
         if self.hidden_dim % self.num_heads:
             raise ValueError(
                 f"hidden_dim={self.hidden_dim} is not divisible by num_heads={self.num_heads}; "
@@ -197,4 +210,10 @@ class SARMConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> SARMConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        try:
+            data = json.loads(Path(path).read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"`{path}` is not a JSON SARMConfig ({error}); re-save the config") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"`{path}` holds a JSON {type(data).__name__}, not a SARMConfig object")
+        return cls.from_dict(data)

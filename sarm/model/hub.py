@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +25,21 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from sarm.model.card import model_card as _card
 from sarm.model.config import SARMConfig
 
 if TYPE_CHECKING:
     from sarm.model.network import SARM
 
-__all__ = ["HubMixin", "load_lerobot", "load_pretrained", "push_to_hub", "save_pretrained"]
+__all__ = [
+    "HubMixin",
+    "checkpoint_type",
+    "load_lerobot",
+    "load_pretrained",
+    "push_to_hub",
+    "read_config",
+    "save_pretrained",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +63,16 @@ def _resolve(
     if path.is_dir():
         return path
     text = str(repo_or_dir)
-    if (
-        path.exists()
-        or text.startswith((".", "/", "~"))
-        or text.count("/") > 1
-        or os.sep in text.replace("/", "")
-    ):
+    if path.exists():
         raise FileNotFoundError(
-            f"`{repo_or_dir}` is not a checkpoint directory; pass a directory or a Hub repo id"
+            f"`{repo_or_dir}` is a file, not a checkpoint directory; pass the directory that holds "
+            f"{CONFIG_NAME} and {WEIGHTS_NAME} (or a Hub repo id)"
+        )
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep in text.replace("/", ""):
+        raise FileNotFoundError(
+            f"model directory `{repo_or_dir}` does not exist (not a checkpoint directory); pass the "
+            f"directory that holds {CONFIG_NAME} and {WEIGHTS_NAME} (e.g. the run's model/ folder) or a "
+            "Hub repo id"
         )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
@@ -78,13 +90,19 @@ def _resolve(
         )
     except HFValidationError as error:
         raise FileNotFoundError(
-            f"`{repo_or_dir}` is neither a local directory nor a valid Hub repo id ({error})"
+            f"`{repo_or_dir}` is neither a local directory nor a valid Hub repo id ({_one_line(error)})"
         ) from error
     except LocalEntryNotFoundError as error:
         raise FileNotFoundError(
-            f"could not get `{text}` from the Hub and it is not in the local cache ({error}); "
-            "check the repo id and your connection, or pass a local directory"
+            f"`{text}` is not a local directory, and the Hub repo `{text}` could not be fetched and is not "
+            f"in the local cache ({_one_line(error)}); check the path (a directory with {CONFIG_NAME} and "
+            f"{WEIGHTS_NAME}), the repo id or your connection"
         ) from error
+
+
+def _one_line(error: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -93,11 +111,28 @@ def _read_json(path: Path) -> dict[str, Any]:
             f"`{path}` not found: a checkpoint directory holds {CONFIG_NAME} and {WEIGHTS_NAME}"
         )
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(
-            f"`{path}` is not valid JSON ({error}); re-download or re-save the checkpoint"
+            f"`{path}` is not valid JSON ({_one_line(error, 80)}); re-download or re-save the checkpoint"
         ) from error
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"`{path}` holds a JSON {type(data).__name__}, not a config object; re-download or re-save "
+            "the checkpoint"
+        )
+    return data
+
+
+def checkpoint_type(directory: str | Path) -> str | None:
+    """The kind of checkpoint: "lerobot" for a LeRobot SARM checkpoint directory (config.json with
+    `"type": "sarm"`), "sarm" for this library's, None when `directory` is not a local directory (e.g.
+    a Hub repo id). A config.json that is missing or not a JSON object is a one-line error naming it."""
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        return None
+    raw = _read_json(root / CONFIG_NAME)
+    return "lerobot" if raw.get("type") == "sarm" else "sarm"
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -152,15 +187,23 @@ def save_pretrained(model: SARM, directory: str | Path, *, model_card: bool = Tr
     _atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     _atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
     if model_card:
-        _atomic(directory / "README.md", lambda tmp: Path(tmp).write_text(_model_card(model)))
+        _atomic(directory / "README.md", lambda tmp: Path(tmp).write_text(_card(model)))
     return directory
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """`write(tmp)` then rename onto `path`, with the mode any new file gets under the user's umask
+    (safetensors and mkstemp write 0600, which would survive the rename)."""
+    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -182,6 +225,15 @@ def load_pretrained(
     root = _resolve(
         repo_or_dir, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
     )
+    model = model_class(read_config(root))
+    _load_state(model, _read_weights(root / WEIGHTS_NAME), root / WEIGHTS_NAME, strict)
+    model.source = str(repo_or_dir)
+    return model.to(map_location)
+
+
+def read_config(directory: str | Path) -> SARMConfig:
+    """The `SARMConfig` of a local checkpoint directory of this library (its config.json only)."""
+    root = Path(directory)
     raw = _read_json(root / CONFIG_NAME)
     if raw.get("type") == "sarm":
         raise ValueError(
@@ -198,9 +250,10 @@ def load_pretrained(
             f"`{root / CONFIG_NAME}` has format_version={version}; this library reads {FORMAT_VERSION}"
         )
     raw.pop("model_type")
-    model = model_class(SARMConfig.from_dict(raw))
-    _load_state(model, _read_weights(root / WEIGHTS_NAME), root / WEIGHTS_NAME, strict)
-    return model.to(map_location)
+    try:
+        return SARMConfig.from_dict(raw)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{root / CONFIG_NAME}` is not a valid SARM config: {error}") from error
 
 
 def push_to_hub(
@@ -229,50 +282,6 @@ def push_to_hub(
             create_pr=create_pr,
         )
     return str(getattr(info, "commit_url", info))
-
-
-def _model_card(model: SARM) -> str:
-    c = model.config
-    lines = [
-        "---",
-        "library_name: sarm-rabc",
-        "tags:",
-        "- sarm",
-        "- reward-model",
-        "- robotics",
-        "---",
-        "",
-        "# SARM reward model",
-        "",
-        "A Stage-Aware Reward Model (SARM, arXiv 2509.25358) trained with `sarm-rabc`. It predicts the "
-        "normalised progress of a task from per-frame image features, the task text feature and robot state.",
-        "",
-        "```python",
-        "from sarm import SARM",
-        'model = SARM.from_pretrained("<this repo>")',
-        "```",
-        "",
-        "| setting | value |",
-        "|---|---|",
-        f"| parameters | {model.num_parameters():,} |",
-        f"| width / layers / heads | {c.hidden_dim} / {c.num_layers} / {c.num_heads} |",
-        f"| inputs | image {c.image_dim} x {c.num_cameras} camera(s), text {c.text_dim}, "
-        f"state <= {c.max_state_dim} |",
-        f"| attention / window | {c.attention} / {c.window} |",
-        f"| slots | {c.num_slots} (n_obs_steps {c.n_obs_steps}, frame_gap {c.frame_gap}, "
-        f"rewind {c.max_rewind_steps}) |",
-        "",
-        "## Stages",
-        "",
-    ]
-    for head in c.heads:
-        for task, schema in c.task_schemas(head).items():
-            where = "any task" if task == "*" else f"task `{task}`"
-            stages = ", ".join(
-                f"{n} ({p:.3g})" for n, p in zip(schema.names, schema.proportions, strict=True)
-            )
-            lines.append(f"- **{head}**, {where}: {stages}")
-    return "\n".join(lines) + "\n"
 
 
 # ---- LeRobot checkpoints -----------------------------------------------------------------------------
@@ -344,7 +353,11 @@ def load_lerobot(
             f"`{root / CONFIG_NAME}` has type {kind!r}, but from_lerobot loads LeRobot SARM checkpoints "
             f"(type 'sarm'){hint}"
         )
-    model = model_class(lerobot_config(raw))
+    try:
+        config = lerobot_config(raw)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{root / CONFIG_NAME}` is not a valid LeRobot SARM config: {error}") from error
+    model = model_class(config)
     state = {}
     for key, value in _read_weights(root / WEIGHTS_NAME).items():
         key = "tau_model." + key[len("subtask_model.") :] if key.startswith("subtask_model.") else key
@@ -353,6 +366,7 @@ def load_lerobot(
             continue  # a head LeRobot builds but this mode never uses
         state[key] = value
     _load_state(model, state, root / WEIGHTS_NAME, strict=True)
+    model.source = str(repo_or_dir)
     return model.to(map_location)
 
 

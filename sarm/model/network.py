@@ -54,10 +54,11 @@ class _Estimator(nn.Module):
         d = config.hidden_dim
         self.width = d
         self.attention = config.attention
-        self.visual_proj = nn.Linear(config.image_dim, d)
         self.lang_proj = nn.Linear(config.text_dim, d)
         self.state_proj = nn.Linear(config.max_state_dim, d)
-        self.first_pos = nn.Parameter(torch.zeros(1, d))
+        if config.num_cameras:  # a state-only model has no camera stream (no unused parameters for DDP)
+            self.visual_proj = nn.Linear(config.image_dim, d)
+            self.first_pos = nn.Parameter(torch.zeros(1, d))
         layer = nn.TransformerEncoderLayer(d, config.num_heads, 4 * d, config.dropout, batch_first=True)
         self.transformer = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
         streams = config.num_cameras + 2 + int(stage_prior)
@@ -79,11 +80,14 @@ class _Estimator(nn.Module):
     ) -> Tensor:
         """video (b, n, t, e), text (b, e) or (b, t, e), state (b, t, s), prior (b, t, k) -> (b, t, d)."""
         t = video.shape[2]
-        vis = self.visual_proj(video)  # (b, n, t, d)
-        vis = torch.cat([vis[:, :, :1] + self.first_pos, vis[:, :, 1:]], dim=2)  # mark slot 0
+        streams = []
+        if video.shape[1]:
+            vis = self.visual_proj(video)  # (b, n, t, d)
+            vis = torch.cat([vis[:, :, :1] + self.first_pos, vis[:, :, 1:]], dim=2)  # mark slot 0
+            streams.append(vis)
         lang = self.lang_proj(text)
         lang = lang[:, None] if lang.dim() == 3 else repeat(lang, "b d -> b 1 t d", t=t)
-        streams = [vis, lang, self.state_proj(state)[:, None]]
+        streams += [lang, self.state_proj(state)[:, None]]
         if prior is not None:  # one-hot stage, zero-padded to the model width (no learned projection)
             streams.append(F.pad(prior, (0, self.width - prior.shape[-1]))[:, None])
         x = torch.cat(streams, dim=1)  # (b, r, t, d)
@@ -108,6 +112,9 @@ class SARM(HubMixin, nn.Module):
     def __init__(self, config: SARMConfig):
         super().__init__()
         self.config = config
+        # where the weights come from (the directory or Hub id given to from_pretrained / from_lerobot,
+        # or the run's model/ folder after `train`); recorded as `reward_model_path` in progress files
+        self.source: str | None = None
         self.stage_model = _Estimator(
             config, head_sizes={h: config.num_stages(h) for h in config.heads}, stage_prior=False
         )
@@ -116,8 +123,8 @@ class SARM(HubMixin, nn.Module):
     # ---- inputs ----------------------------------------------------------------------------------
     def _inputs(self, text: Tensor, video: Tensor, state: Tensor | None, lengths: Tensor | None):
         c = self.config
-        dtype = self.stage_model.first_pos.dtype
-        device = self.stage_model.first_pos.device
+        dtype = self.stage_model.lang_proj.weight.dtype
+        device = self.stage_model.lang_proj.weight.device
         video = torch.as_tensor(video, device=device).to(dtype)
         text = torch.as_tensor(text, device=device).to(dtype)
         if video.dim() == 3:
@@ -134,6 +141,11 @@ class SARM(HubMixin, nn.Module):
                 f"text_features should be ({b}, {c.text_dim}) or ({b}, {t}, {c.text_dim}), "
                 f"but got {tuple(text.shape)}"
             )
+        if state is None and not c.num_cameras:
+            raise ValueError(
+                "this model is state-only (num_cameras=0): pass state_features (b, t, s); it sees only the "
+                "task text and the robot state"
+            )
         if state is None:
             state = torch.zeros(b, t, c.max_state_dim, dtype=dtype, device=device)
         else:
@@ -142,6 +154,11 @@ class SARM(HubMixin, nn.Module):
                 raise ValueError(
                     f"state_features should be ({b}, {t}, s) with s <= max_state_dim={c.max_state_dim}, "
                     f"but got {tuple(state.shape)}; raise max_state_dim or select fewer state dimensions"
+                )
+            if not c.num_cameras and state.shape[-1] == 0:
+                raise ValueError(
+                    "this model is state-only (num_cameras=0) but state_features have 0 dimensions; "
+                    "it needs the robot state"
                 )
             state = F.pad(state, (0, c.max_state_dim - state.shape[-1]))
         if lengths is None:

@@ -124,6 +124,38 @@ class _NormalizedState:
         return self.config.normalize_state(self.raw[rows])
 
 
+_FROM_CACHE = ("image_dim", "text_dim", "num_cameras", "encoder", "state_mean", "state_std", "schemas")
+
+
+def _model_config(cache: FeatureCache, schemas, mean, std, overrides) -> SARMConfig:
+    """The model's config: sizes and encoder from the cache, schemas and state statistics from the data,
+    everything else from `overrides` (fields the cache decides cannot be overridden)."""
+    overrides = dict(overrides or {})
+    fixed = sorted(set(overrides) & set(_FROM_CACHE))
+    if fixed:
+        raise ValueError(
+            f"model_overrides {fixed} are decided by the feature cache and the annotations; leave them out"
+        )
+    if not cache.cameras and not mean:
+        raise ValueError(
+            f"the feature cache `{cache.root}` has no camera and no robot state (state_dim 0): a state-only "
+            "SARM needs the state; re-extract features with the dataset's state column (or with cameras)"
+        )
+    return SARMConfig(
+        **{
+            "max_state_dim": max(32, len(mean)),
+            **overrides,
+            "image_dim": cache.image_dim,
+            "text_dim": cache.text_dim,
+            "num_cameras": len(cache.cameras),
+            "encoder": dict(cache.manifest["encoder"]),
+            "schemas": {h: s.to_dict() for h, s in schemas.items()},
+            "state_mean": mean,
+            "state_std": std,
+        }
+    )
+
+
 @dataclass
 class TrainingData:
     """Everything `train` needs, built from a cache and annotations."""
@@ -185,19 +217,7 @@ def prepare_training(
     annotations = {h: c.spans for h, c in canonical.items()}
     schemas = {h: _schemas(cache, annotations[h], method, canonical[h].order) for h in heads}
     mean, std = _state_stats(cache)
-    overrides = dict(model_overrides or {})
-    config = SARMConfig(
-        **{
-            "image_dim": cache.image_dim,
-            "text_dim": cache.text_dim,
-            "num_cameras": len(cache.cameras),
-            "max_state_dim": max(32, len(mean)),
-            **overrides,
-            "schemas": {h: s.to_dict() for h, s in schemas.items()},
-            "state_mean": mean,
-            "state_std": std,
-        }
-    )
+    config = _model_config(cache, schemas, mean, std, model_overrides)
 
     targets = {h: np.full(cache.num_frames, np.nan) for h in heads}
     labelled = np.ones(len(cache.episodes), bool)
@@ -300,14 +320,18 @@ def train_from_cache(
     episodes: Sequence[int] | None = None,
     device: str | torch.device | None = None,
     resume: bool = True,
+    extend: bool = False,
     progress: bool = True,
+    option_names: Mapping[str, str] | None = None,
     stage_map: Any = None,
     stages: str = "names",
     order: str = "error",
 ) -> tuple[SARM, TrainResult, dict[str, Any]]:
     """`prepare_training` then `sarm.training.loop.train`; returns (model, result, report). The model is
-    saved under `out_dir/model` (and the best evaluation under `out_dir/best`) by `train`. `stage_map`,
-    `stages` and `order`: see `prepare_training`."""
+    saved under `out_dir/model` (and the best evaluation under `out_dir/best`) by `train`. A rerun into
+    an existing run resumes it and must use the run's settings; `extend=True` continues it to a larger
+    `config.steps` (see `train`, also for `option_names`). `stage_map`, `stages` and `order`: see
+    `prepare_training`."""
     config = config or TrainConfig()
     data = prepare_training(
         cache,
@@ -336,6 +360,8 @@ def train_from_cache(
         negative_texts=list(NEGATIVE_TEXTS),
         device=device,
         resume=resume,
+        extend=extend,
         progress=progress,
+        option_names=dict(option_names or {}),
     )
     return model, result, data.report

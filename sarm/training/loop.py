@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from sarm.model.hub import save_pretrained
 from sarm.model.network import SARM
 from sarm.training.objective import evaluate, sarm_loss
+from sarm.training.resume import check_run, data_facts
 from sarm.training.rewind import RewindCollate
 from sarm.training.windows import WindowDataset
 
@@ -211,8 +212,10 @@ def train(
     negative_texts: list[str] | None = None,
     device: str | torch.device | None = None,
     resume: bool = True,
+    extend: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    option_names: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train `model` in place on `train_set` windows; see the module docstring for files and resume.
 
@@ -221,18 +224,32 @@ def train(
     this run after that many steps (a time-limited job), leaving a checkpoint to resume from.
     Dropout draws from torch's RNG: training seeds it from `config.seed` and checkpoints it, inside
     `torch.random.fork_rng`, so the caller's RNG state is the same before and after.
+
+    Resuming a run (`resume=True` and a checkpoint in `out_dir`) needs the run's model config,
+    TrainConfig and training windows; anything else is refused before anything is written, naming each
+    differing setting. `extend=True` lets a run (finished or not) continue to a larger `config.steps`:
+    the cosine schedule is then recomputed for the new total from the current step (the learning rate
+    rises from where the old schedule stood). `option_names` maps argument names to what the caller's
+    user typed (the CLI passes {"resume": "--no-resume", "frame_gap": "--frame-gap", ...}) for errors.
     """
     config = config or TrainConfig()
     out_dir = Path(out_dir)
+    names = {"resume": "resume=False", "extend": "extend=True", "steps": "config.steps"}
+    names.update(option_names or {})
     _check_windows(model, train_set, "train_set")
     if eval_set is not None:
         _check_windows(model, eval_set, "eval_set")
+    data = data_facts(train_set)
     if device is None:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         rank, world, owns_group = _distributed()
+        found = _read_checkpoint(out_dir) if resume else None
+        state = None
+        if found is not None:  # checked before anything is written or loaded into the model
+            state = check_run(found, model, config, data, world, extend=extend, names=names)
         if rank == 0:
             out_dir.mkdir(parents=True, exist_ok=True)
         model.to(device)
@@ -244,24 +261,15 @@ def train(
         )
         torch.manual_seed(config.seed * 1000 + rank)  # dropout's RNG (forked by train); checkpointed below
         step, history, best = 0, [], math.inf
-        found = _read_checkpoint(out_dir) if resume else None
-        if found is not None:
+        if state is not None:
             model.load_state_dict(SARM.from_pretrained(found).state_dict())
-            state = torch.load(found / "train_state.pt", map_location="cpu", weights_only=True)
-            if state["config"] != dataclasses.asdict(config):
-                raise ValueError(
-                    f"`{found}` was written with other training settings; resume with the same TrainConfig "
-                    f"or pass resume=False / a new out_dir. Saved: {state['config']}"
-                )
-            if state["world_size"] != world:
-                raise ValueError(
-                    f"`{found}` was written by {state['world_size']} rank(s), but this run has {world}: the "
-                    "data stream is split per rank, so resume with the same number of ranks (or resume=False)"
-                )
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             _set_rng_state(state["rng"][rank], device)
             step, history, best = state["step"], state["history"], state["best"]
+            if state["config"]["steps"] != config.steps:  # extended: follow the new schedule from here
+                for group in optimizer.param_groups:
+                    group["lr"] = config.learning_rate(step)
         ddp = model
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
@@ -345,12 +353,14 @@ def train(
                             "best": best,
                             "config": dataclasses.asdict(config),
                             "world_size": world,
+                            "data": data,
                         },
                     )
         bar.close()
         result.step = step
         if rank == 0 and step == config.steps:
             result.model_dir = save_pretrained(model, out_dir / "model")
+            model.source = str(result.model_dir)
             _write_history(out_dir, history)
         if world > 1:
             dist.barrier()

@@ -191,9 +191,11 @@ def _per_frame(name: str, array: Any, num_frames: int) -> np.ndarray | torch.Ten
 def _is_lazy(array: Any) -> bool:
     """An array-like that gathers rows on demand (e.g. `FeatureCache.images`): has shape, dtype and
     `__getitem__(int64 rows)`, but is not an ndarray (np.asarray would load it whole)."""
-    return not isinstance(array, np.ndarray) and all(
-        hasattr(array, name) for name in ("shape", "dtype", "ndim", "__getitem__")
-    ) and not hasattr(array, "__array__")
+    return (
+        not isinstance(array, np.ndarray)
+        and all(hasattr(array, name) for name in ("shape", "dtype", "ndim", "__getitem__"))
+        and not hasattr(array, "__array__")
+    )
 
 
 def _first_non_finite(array: np.ndarray, episode_ends: np.ndarray, selected: np.ndarray) -> int | None:

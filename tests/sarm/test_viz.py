@@ -27,8 +27,12 @@ def write_progress(path, lengths=LENGTHS, *, dense=True, probs=0, nan_episodes=(
         t = (frame / max(length - 1, 1)).astype(np.float32)
         if episode in nan_episodes:
             t = np.full(length, np.nan, np.float32)
-        cols = {"index": first + frame, "episode_index": np.full(length, episode, np.int64),
-                "frame_index": frame, "progress_sparse": pa.array(t)}
+        cols = {
+            "index": first + frame,
+            "episode_index": np.full(length, episode, np.int64),
+            "frame_index": frame,
+            "progress_sparse": pa.array(t),
+        }
         if dense:
             cols["progress_dense"] = pa.array(np.sqrt(t))
         for head in ["sparse", "dense"][: 1 + dense] if probs else []:
@@ -76,13 +80,15 @@ def capture(monkeypatch) -> list[dict]:
     def spy(*args, **kwargs):
         fig = real(*args, **kwargs)
         progress_ax = next(ax for ax in fig.axes if ax.get_label().startswith("progress_"))
-        summaries.append({
-            "axes": [ax.get_label() for ax in fig.axes if ax.get_label() != "frame"],
-            "images": [len(ax.images) for ax in labelled_axes(fig, "frame")],
-            "markers": [ln.get_xdata()[0] for ln in progress_ax.get_lines() if ln.get_linestyle() == ":"],
-            "title": fig.get_suptitle(),
-            "texts": [t.get_text() for ax in fig.axes for t in ax.texts],
-        })
+        summaries.append(
+            {
+                "axes": [ax.get_label() for ax in fig.axes if ax.get_label() != "frame"],
+                "images": [len(ax.images) for ax in labelled_axes(fig, "frame")],
+                "markers": [ln.get_xdata()[0] for ln in progress_ax.get_lines() if ln.get_linestyle() == ":"],
+                "title": fig.get_suptitle(),
+                "texts": [t.get_text() for ax in fig.axes for t in ax.texts],
+            }
+        )
         return fig
 
     monkeypatch.setattr(viz, "_figure", spy)
@@ -148,8 +154,11 @@ def test_reads_only_requested_episodes_and_columns(tmp_path, monkeypatch):
 def test_panels_follow_columns(tmp_path):
     t = np.linspace(0, 1, 20, dtype=np.float32)
     probs = np.tile(np.array([0.2, 0.3, 0.5], np.float32), (20, 1))
-    fig = viz._figure({"sparse": t, "dense": t}, stage_probs={"sparse": probs, "dense": probs},
-                      stage_names={"sparse": ["grasp", "lift", "place"]})
+    fig = viz._figure(
+        {"sparse": t, "dense": t},
+        stage_probs={"sparse": probs, "dense": probs},
+        stage_names={"sparse": ["grasp", "lift", "place"]},
+    )
     assert len(labelled_axes(fig, "progress_sparse")) == 1 and len(labelled_axes(fig, "progress_dense")) == 1
     stages = labelled_axes(fig, "stage_probs_sparse")
     assert len(stages) == 1 and len(labelled_axes(fig, "stage_probs_dense")) == 1
@@ -162,8 +171,9 @@ def test_stage_panel_only_when_file_has_probs(tmp_path, monkeypatch):
     figures = capture(monkeypatch)
     plot_progress_file(write_progress(tmp_path / "a.parquet", probs=4), tmp_path / "a", episodes=[0])
     plot_progress_file(write_progress(tmp_path / "b.parquet", dense=False), tmp_path / "b", episodes=[0])
-    plot_progress_file(write_progress(tmp_path / "c.parquet", probs=4, null_probs={3}), tmp_path / "c",
-                       episodes=[3])
+    plot_progress_file(
+        write_progress(tmp_path / "c.parquet", probs=4, null_probs={3}), tmp_path / "c", episodes=[3]
+    )
     with_probs, plain, null_probs = (f["axes"] for f in figures)
     assert with_probs == ["progress_sparse", "progress_dense", "stage_probs_sparse", "stage_probs_dense"]
     assert plain == ["progress_sparse"]
@@ -204,8 +214,15 @@ def test_strip_from_dataset(tmp_path, monkeypatch):
 
 def test_strip_camera_argument(tmp_path):
     ds = FakeDataset()
-    plot_progress_file(write_progress(tmp_path / "p.parquet"), tmp_path / "viz", episodes=[0], dataset=ds,
-                       camera="wrist", num_frames=2)
+    ds.camera_keys = [*ds.camera_keys, "wrist"]  # an unknown camera is an error (tests/sarm/cli/test_viz.py)
+    plot_progress_file(
+        write_progress(tmp_path / "p.parquet"),
+        tmp_path / "viz",
+        episodes=[0],
+        dataset=ds,
+        camera="wrist",
+        num_frames=2,
+    )
     assert ds.calls == [("wrist", 0, [0, 39])]
 
 
@@ -243,8 +260,9 @@ def test_mismatched_lengths_and_stage_names():
     with pytest.raises(ValueError, match=r"labels\['sparse'\] has 9 frames, but the episode has 10"):
         viz._figure({"sparse": t}, labels={"sparse": t[:9]})
     with pytest.raises(ValueError, match=r"stage_names\['sparse'\] has 2 names, but stage_probs has 3"):
-        viz._figure({"sparse": t}, stage_probs={"sparse": np.ones((10, 3)) / 3},
-                    stage_names={"sparse": ["a", "b"]})
+        viz._figure(
+            {"sparse": t}, stage_probs={"sparse": np.ones((10, 3)) / 3}, stage_names={"sparse": ["a", "b"]}
+        )
     with pytest.raises(ValueError, match="num_episodes should be a positive integer value"):
         plot_progress_file("x.parquet", "viz", num_episodes=0)
 
@@ -260,6 +278,10 @@ def test_no_pyplot_figures_left(tmp_path):
     before = plt.get_fignums()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        plot_progress_file(write_progress(tmp_path / "p.parquet", probs=2), tmp_path / "viz", num_episodes=3,
-                           dataset=FakeDataset())
+        plot_progress_file(
+            write_progress(tmp_path / "p.parquet", probs=2),
+            tmp_path / "viz",
+            num_episodes=3,
+            dataset=FakeDataset(),
+        )
     assert plt.get_fignums() == before
