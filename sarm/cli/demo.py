@@ -20,8 +20,10 @@ def add_parser(sub, fmt) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (torch.set_num_threads); default: torch's own (one per core, or "
-        "OMP_NUM_THREADS). The demo prints the number it used",
+        help="torch CPU threads (torch.set_num_threads); default: one per core that the 1-minute load "
+        "average leaves free, at least 1 and at most torch's own (one per core, or OMP_NUM_THREADS): on a "
+        "busy machine two threads ran the demo's models 2-5x slower than one. The demo prints the number "
+        "it used",
     )
     p.set_defaults(run=run)
 

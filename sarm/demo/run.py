@@ -1,7 +1,7 @@
 """`sarm demo`: the whole pipeline on a small noisy Meta-World dataset, offline, in minutes on a CPU.
 
     sarm demo --out sarm_demo          # minutes on a CPU; `--small` for a 1-minute smoke run
-    sarm demo --threads 1              # torch threads (default: torch's own, one per core)
+    sarm demo --threads 1              # torch threads (default: one per core the load leaves free)
 
 1. demonstrations: scripted experts with the protocol's mistakes -> a LeRobot v3.0 dataset with SARM
    annotation columns (`sarm.data.writer`), plus ground-truth progress and success per episode;
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,7 @@ class DemoConfig:
     rollouts: int = 50
     seed: int = 0
     kappa: float | str = "auto"
-    threads: int | None = None  # torch.set_num_threads; None leaves torch's default (one per core)
+    threads: int | None = None  # torch.set_num_threads; None: one per core the load leaves free
     smoke: bool = False  # tiny budgets: the numbers printed test that every stage runs, they are no result
 
     def __post_init__(self) -> None:
@@ -99,14 +100,31 @@ SMOKE_NOTICE = (
 )
 
 
+def auto_threads(default: int, cores: int, load: float) -> int:
+    """Torch threads for a machine whose other work keeps `load` cores busy (the 1-minute load average).
+
+    Measured here (`benchmarks/bench_demo_threads.py`, docs/benchmarks.md): on 2 idle cores two threads
+    train the demo's SARM 1.38x faster than one; with two other busy processes one thread is 2.4x
+    (SARM) and 4.8x (policy) faster than two, because the threads wait for each other. So: one thread
+    per core left free, at least one, never more than torch's `default`.
+    """
+    return max(1, min(default, round(cores - load)))
+
+
 def _set_threads(threads: int | None) -> str:
-    """Apply `threads` to torch (None: leave torch's default) and say what is used."""
+    """Apply `threads` to torch (None: `auto_threads` from the load when the demo starts) and say so."""
     import torch
 
     if threads is not None:
         torch.set_num_threads(threads)
         return f"torch threads: {torch.get_num_threads()} (--threads {threads})"
-    return f"torch threads: {torch.get_num_threads()} (torch's default; --threads N to choose)"
+    default, cores, load = torch.get_num_threads(), os.cpu_count() or 1, os.getloadavg()[0]
+    chosen = auto_threads(default, cores, load)
+    torch.set_num_threads(chosen)
+    return (
+        f"torch threads: {chosen} (auto: load {load:.1f} on {cores} cores, torch's default {default}; "
+        "--threads N to choose)"
+    )
 
 
 def _rendering_available(protocol: Protocol, task: str) -> bool:
