@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sarm.cli import demo, features, info, progress, train, viz
+from sarm.cli import annotate, demo, features, info, progress, train, viz
 
 _EPILOG = "Docs: docs/data.md (datasets, cache, progress) and docs/sarm.md (model, training)."
-_COMMANDS = (info, features, train, progress, viz, demo)
+_COMMANDS = (info, annotate, features, train, progress, viz, demo)
 
 
 def main(argv: list[str] | None = None) -> int:
