@@ -1,7 +1,7 @@
 """Write annotated episodes: LeRobot's columns into `meta/episodes`, or spans JSON files `sarm train` reads.
 
-    write_to_dataset(root, results, heads={"sparse": names}, lengths={0: 120, ...})   # v3.0, backed up
     write_to_dataset(root, results, heads={"sparse": names}, lengths={0: 120})  # v3.0, backed up
+    write_spans_files("spans.json", results, heads=["sparse", "dense"])  # spans.json, spans.dense.json
 
 Columns: `{head}_subtask_{names,start_times,end_times,start_frames,end_frames}`, as LeRobot's
 `subtask_annotation.py` writes them (frames from seconds by `int(seconds * fps)`, see
