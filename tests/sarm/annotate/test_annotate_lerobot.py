@@ -12,10 +12,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 pytest.importorskip("lerobot")
 
-from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-from sarm.cli import main  # noqa: E402
-from tests.sarm.annotate.fake_vlm import FakeVLM, make_dataset  # noqa: E402
+from sarm.cli import main
+from tests.sarm.annotate.fake_vlm import FakeVLM, make_dataset
 
 
 def test_lerobot_loads_an_annotated_dataset_and_reads_the_subtask_columns(tmp_path):
