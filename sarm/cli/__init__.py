@@ -1,6 +1,7 @@
 """`sarm` command line: a LeRobot dataset -> feature cache -> trained SARM -> progress file -> plots.
 
     sarm info     path/to/dataset
+    sarm annotate path/to/dataset --sparse-subtasks "a,b,c" --api-base URL   # VLM subtask spans (optional)
     sarm features path/to/dataset --out features/            # every frame decoded and CLIP-encoded once
     sarm train    --cache features/ --annotations path/to/dataset --out runs/sarm
     sarm progress --model runs/sarm/model --cache features/ --output sarm_progress.parquet
