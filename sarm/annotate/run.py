@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from sarm.annotate.backends import Backend, BackendError, Frame
 from sarm.annotate.prompt import AnswerError, instructions, parse_answer, retry_message, spans_from_seconds
+from sarm.annotate.write import write_json
 
 __all__ = ["AnnotateSettings", "Summary", "annotate_episodes", "sample_frames"]
 
@@ -188,13 +189,6 @@ def _result_path(work_dir: Path, episode: int) -> Path:
     return work_dir / "episodes" / f"episode_{episode:06d}.json"
 
 
-def _save(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    os.replace(tmp, path)
-
-
 def load_result(work_dir: Path, episode: int, digest: str) -> dict | None:
     """A saved annotated result made with these settings, else None (missing, failed, other settings)."""
     path = _result_path(work_dir, episode)
@@ -240,7 +234,7 @@ def annotate_episodes(
         }
         for future in as_completed(futures):
             result = {**future.result(), "settings": digest}
-            _save(_result_path(work_dir, result["episode"]), result)
+            write_json(_result_path(work_dir, result["episode"]), result, indent=1)
             summary.results[result["episode"]] = result
             (summary.annotated if result["status"] == "annotated" else summary.failed).append(
                 result["episode"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ from sarm.data.episode_columns import ColumnsWritten, write_episode_columns
 from sarm.labels.annotations import read_lerobot_annotations, read_spans
 from sarm.labels.proportions import temporal_proportions
 
-__all__ = ["COLUMN_TYPES", "spans_path", "write_spans_files", "write_to_dataset"]
+__all__ = ["COLUMN_TYPES", "spans_path", "write_json", "write_spans_files", "write_to_dataset"]
 
 _FIELDS = {
     "names": pa.string(),
@@ -38,10 +39,17 @@ _FIELDS = {
 COLUMN_TYPES = {f"{h}_subtask_{f}": pa.list_(t) for h in ("sparse", "dense") for f, t in _FIELDS.items()}
 
 
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
+def write_json(path: str | os.PathLike, value, indent: int = 2) -> Path:
+    """Write JSON through a temporary file (unique per process and thread) and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(value, indent=indent))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def write_to_dataset(
@@ -78,7 +86,7 @@ def write_to_dataset(
             continue
         used = [n for n in names if any(x.name == n for s, _ in known.values() for x in s)]
         path = root / "meta" / f"temporal_proportions_{head}.json"
-        _write_json(path, temporal_proportions(known, names=used))
+        write_json(path, temporal_proportions(known, names=used))
         proportions.append(path)
     return written, proportions
 
@@ -103,7 +111,6 @@ def write_spans_files(path: str | os.PathLike, results: Mapping[int, dict], head
                 merged[int(ep)] = [
                     list(x) for x in zip(h["names"], h["start_frames"], h["end_frames"], strict=True)
                 ]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(target, {str(e): merged[e] for e in sorted(merged)})
+        write_json(target, {str(e): merged[e] for e in sorted(merged)})
         out.append(target)
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -188,7 +187,7 @@ def _backend(args):
 def run(args) -> int:
     from sarm.annotate.run import AnnotateSettings, annotate_episodes
     from sarm.annotate.verify import explore_command, plot_annotations
-    from sarm.annotate.write import spans_path, write_spans_files, write_to_dataset
+    from sarm.annotate.write import spans_path, write_json, write_spans_files, write_to_dataset
 
     sparse, dense = _check_args(args)
     ds = open_from_args(args)
@@ -215,9 +214,7 @@ def run(args) -> int:
         written, proportions = write_to_dataset(ds.root, done, written_heads, lengths) if done else (None, [])
         outputs = [*(written.files if written else []), *proportions]
     failures = {str(e): summary.results[e]["reason"] for e in summary.failed}
-    report = work_dir / "failures.json"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(failures, indent=1))
+    report = write_json(work_dir / "failures.json", failures, indent=1)
     pngs = plot_annotations(ds, done, camera, args.viz_dir or work_dir / "viz", args.num_visualizations)
 
     for e in summary.failed[:20]:

@@ -74,18 +74,22 @@ def tiny_vlm(tmp_path_factory):
     return folder
 
 
-def test_garbage_answers_are_retried_and_reported_and_nothing_is_written(tiny_vlm, tmp_path, capsys):
-    root = make_dataset(tmp_path / "ds", ["pick the cube", "place the cube"], [20, 24])
-    argv = [
+def local_argv(root, model):
+    return [
         "annotate",
         str(root),
         "--sparse-subtasks",
         "reach,grasp",
         "--model",
-        str(tiny_vlm),
+        str(model),
         "--device",
         "cpu",
     ]
+
+
+def test_garbage_answers_are_retried_and_reported_and_nothing_is_written(tiny_vlm, tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds", ["pick the cube", "place the cube"], [20, 24])
+    argv = local_argv(root, tiny_vlm)
     argv += ["--max-new-tokens", "12", "--max-retries", "1", "--out-spans", str(tmp_path / "spans.json")]
     assert main(argv) == 1
     failures = json.loads((tmp_path / "spans.json.annotate/failures.json").read_text())
@@ -127,15 +131,6 @@ def test_the_local_backend_annotates_when_the_model_answers_well(tiny_vlm, tmp_p
     good = json.dumps({"subtasks": spans})
     monkeypatch.setattr(TransformersBackend, "chat", lambda self, messages: good)
     root = make_dataset(tmp_path / "ds", ["pick"], [20])
-    argv = [
-        "annotate",
-        str(root),
-        "--sparse-subtasks",
-        "reach,grasp",
-        "--model",
-        str(tiny_vlm),
-        "--device",
-        "cpu",
-    ]
+    argv = local_argv(root, tiny_vlm)
     assert main([*argv, "--out-spans", str(tmp_path / "s.json"), "--num-visualizations", "0"]) == 0
     assert read_spans(tmp_path / "s.json") == {0: [Span("reach", 0, 15), Span("grasp", 15, 19)]}

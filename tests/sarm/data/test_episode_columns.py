@@ -1,4 +1,4 @@
-"""sarm.data.episode_columns: rows found by episode_index across files, other values kept, backup, refusals."""
+"""sarm.data.episode_columns: rows found by episode_index in any file, other values kept, backup, refusals."""
 
 from pathlib import Path
 
