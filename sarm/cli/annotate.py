@@ -145,12 +145,21 @@ def _check_output(args, ds) -> None:
             "for LeRobot's annotation columns; pass --out-spans FILE to write spans `sarm train` reads"
         )
     episodes_dir = Path(ds.root) / "meta" / "episodes"
-    if not os.access(episodes_dir, os.W_OK) or not all(
-        os.access(f, os.W_OK) for f in episodes_dir.rglob("*.parquet")
-    ):
+    for path in [episodes_dir, *episodes_dir.rglob("*.parquet")]:
+        # the mode bits too: root may write anything, but a copy made read-only is meant to stay as it is
+        if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
+            raise ValueError(f"`{path}` is read-only; pass --out-spans FILE to write spans files instead")
+
+
+def _without_videos(ds, camera: str, episodes: list[int], mode: str) -> list[int]:
+    """The asked episodes whose video file is missing: an error naming them, or (skip) left out."""
+    missing = sorted(set(episodes) & set(ds.missing_videos(camera).tolist()))
+    if missing and mode == "error":
         raise ValueError(
-            f"`{episodes_dir}` is not writable; pass --out-spans FILE to write a spans file instead"
+            f"{ds.missing_report(camera)}; restore the files, or leave those episodes out with "
+            "--missing-videos skip"
         )
+    return missing
 
 
 def _existing(args, ds, heads) -> set[int]:
@@ -196,12 +205,13 @@ def run(args) -> int:
     spec = None if args.episodes is None else ",".join(args.episodes)
     episodes = parse_episodes(spec, "--episodes", available=ds.episodes)
     episodes = ds.episodes.tolist() if episodes is None else episodes
+    no_video = _without_videos(ds, camera, episodes, args.missing_videos)
     settings = AnnotateSettings(camera=camera, sparse=sparse, dense=dense, dense_only=args.dense_only,
                                 fps_sample=args.fps_sample, max_frames=args.max_frames,
                                 max_side=args.max_side, model=args.model)  # fmt: skip
     written_heads = {"sparse": ["task"], **settings.heads()} if args.dense_only else settings.heads()
     skipped = sorted(set(episodes) & _existing(args, ds, settings.heads())) if args.skip_existing else []
-    episodes = [e for e in episodes if e not in set(skipped)]
+    episodes = [e for e in episodes if e not in {*skipped, *no_video}]
     default_work = f"{args.out_spans}.annotate" if args.out_spans else Path(ds.root) / ".sarm_annotate"
     work_dir = Path(args.work_dir or default_work)
     summary = annotate_episodes(ds, settings, _backend(args), work_dir, episodes,
@@ -227,6 +237,8 @@ def run(args) -> int:
         f"{len(skipped) + len(summary.resumed)} skipped ({len(skipped)} already annotated, "
         f"{len(summary.resumed)} finished by an earlier run); mean spans per episode: {spans}"
     )
+    if no_video:
+        print(f"left out {len(no_video)} episode(s) without a video (--missing-videos skip): {no_video[:20]}")
     print(f"per-episode results in {work_dir / 'episodes'}; failure report: {report}")
     if not args.out_spans and outputs and written and written.backup:
         print(f"backup of the original meta/episodes files: {written.backup}")

@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,7 +15,7 @@ from sarm.annotate.backends import BackendError, EndpointBackend, Frame
 from sarm.cli import main
 from sarm.labels.annotations import read_lerobot_annotations, read_spans
 from sarm.labels.schema import Span
-from tests.sarm.annotate.fake_vlm import FakeVLM, make_dataset
+from tests.sarm.annotate.fake_vlm import FakeVLM, good, make_dataset
 
 TASKS = ["good", "malformed", "disorder-then-good", "beyond", "error500-then-good", "timeout"]
 LENGTHS = [30, 32, 34, 36, 38, 40]  # 10 fps: 3.0 s ... 4.0 s
@@ -181,3 +182,45 @@ def test_bad_flags_get_one_line_errors_in_the_commands_terms(tmp_path, capsys, e
     err = capsys.readouterr().err
     assert err.startswith("sarm annotate: error: ") and err.count("\n") == 1
     assert re.search(message or "pass --sparse-subtasks", err)
+
+
+def test_a_read_only_dataset_is_refused_before_the_model_is_asked(tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds", ["good"], [20])
+    parquet = root / "meta/episodes/chunk-000/file-000.parquet"
+    parquet.chmod(0o444)
+    with FakeVLM() as vlm:
+        assert main(["annotate", str(root), "--sparse-subtasks", "a", "--api-base", vlm.url]) == 2
+        assert vlm.requests == []
+    assert f"`{parquet}` is read-only; pass --out-spans FILE" in capsys.readouterr().err
+
+
+V21 = Path(__file__).resolve().parents[4] / "shared" / "datasets" / "g1_pick_bottle_v21_first20"
+
+
+@pytest.mark.skipif(not V21.is_dir(), reason="needs ../shared/datasets")
+def test_a_real_v21_dataset_needs_out_spans_and_gets_spans_inside_its_episodes(tmp_path, capsys):
+    from sarm.data import open_dataset
+
+    # episodes 0, 3, 6 and 9 of this dataset have no video file
+    argv = ["annotate", str(V21), "--sparse-subtasks", "reach,grasp,lift", "--episodes", "0-4"]
+    assert main([*argv, "--api-base", "http://127.0.0.1:9/v1"]) == 2
+    assert "codebase v2.1 dataset" in capsys.readouterr().err
+    assert main([*argv, "--api-base", "http://127.0.0.1:9/v1", "--out-spans", str(tmp_path / "x.json")]) == 2
+    assert "--missing-videos skip" in capsys.readouterr().err
+    out = tmp_path / "spans.json"
+    with FakeVLM() as vlm:
+        vlm.answer = lambda task, names, duration, tries: (
+            200,
+            json.dumps({"subtasks": good(names, duration)}),
+        )
+        argv += ["--missing-videos", "skip", "--num-visualizations", "1"]
+        assert main([*argv, "--api-base", vlm.url, "--out-spans", str(out)]) == 0
+    assert "left out 2 episode(s) without a video (--missing-videos skip): [0, 3]" in capsys.readouterr().out
+    ds = open_dataset(V21)
+    spans = read_spans(
+        out, num_frames={e: int(n) for e, n in zip(ds.episodes, ds.episode_lengths, strict=True)}
+    )
+    assert sorted(spans) == [1, 2, 4] and [s.name for s in spans[4]] == ["reach", "grasp", "lift"]
+    length = int(ds.episode_lengths[ds.episode_position(4)])
+    assert spans[4][-1].end == length - 1 and spans[4][0].start == 0
+    assert (tmp_path / "spans.json.annotate/viz/episode_000001.png").is_file()
