@@ -139,6 +139,11 @@ def _check_output(args, ds) -> None:
     if args.out_spans:
         check_output_file(args.out_spans, "--out-spans")
         return
+    if not Path(args.dataset).expanduser().is_dir():
+        raise ValueError(
+            f"{args.dataset!r} was read from the Hub cache, which is not written; pass --out-spans FILE, or "
+            "download a copy (hf download --repo-type dataset ID --local-dir DIR) and annotate DIR"
+        )
     if ds.version != "v3.0":
         raise ValueError(
             f"`{ds.root}` is a codebase {ds.version} dataset, whose episodes have no meta/episodes parquet "
