@@ -180,8 +180,10 @@ def _existing(args, ds, heads) -> set[int]:
         else:
             try:
                 found = read_lerobot_annotations(ds.root, head)
-            except ValueError:  # no columns for this head yet
-                found = {}
+            except ValueError as err:
+                if "no SARM annotation columns" not in str(err):
+                    raise
+                found = {}  # no columns for this head yet
         done = {e for e, s in found.items() if s}
         have = done if have is None else have & done
     return have or set()
