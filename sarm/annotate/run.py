@@ -155,7 +155,7 @@ def annotate_episode(ds, episode: int, settings: AnnotateSettings, backend: Back
     try:
         with decode_lock or threading.Lock():
             images = np.concatenate([im for _, im in ds.decode(settings.camera, episode, frames)])
-    except Exception as err:  # a damaged or missing video: reported, the other episodes go on
+    except (ValueError, OSError) as err:  # a damaged or missing video (DatasetError): reported, others go on
         result["reason"] = f"frames could not be decoded: {err}"
         return result
     content: list = []

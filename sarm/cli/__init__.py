@@ -19,7 +19,7 @@ import sys
 
 from sarm.cli import annotate, demo, features, info, progress, train, viz
 
-_EPILOG = "Docs: docs/data.md (datasets, cache, progress) and docs/sarm.md (model, training)."
+_EPILOG = "Docs: docs/data.md (datasets, cache, progress), docs/sarm.md (model, training), docs/annotate.md."
 _COMMANDS = (info, annotate, features, train, progress, viz, demo)
 
 
