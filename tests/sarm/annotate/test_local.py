@@ -1,8 +1,8 @@
-"""The local `transformers` backend end to end, with a tiny randomly initialised Qwen2-VL built offline.
+"""The local `transformers` backend end to end, with tiny random Qwen2-VL and Qwen2.5-VL models built offline.
 
 No weights can be downloaded here, so the test builds everything a Hub checkpoint would hold: a byte-level
 BPE tokenizer trained on the spot (with Qwen's special tokens), Qwen2-VL's image processor, a chat
-template, and a 2-layer Qwen2-VL of width 32 from a config; all saved into a folder that `--model` loads
+template, and a 2-layer model of width 32 from a config; all saved into a folder that `--model` loads
 through `AutoProcessor` / `AutoModelForImageTextToText`, as it would a real checkpoint. The random model's
 garbage answers exercise parsing, retries and the failure report; a forced good answer checks decoding.
 """
@@ -31,18 +31,24 @@ CHAT = (
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_vlm(tmp_path_factory):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        PreTrainedTokenizerFast,
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+# per family: the processor class, the model class, the config class, a tiny vision tower
+FAMILIES = {
+    "qwen2-vl": ("Qwen2VLProcessor", "Qwen2VLForConditionalGeneration", "Qwen2VLConfig",
+                 dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2)),
+    "qwen2.5-vl": ("Qwen2_5_VLProcessor", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLConfig",
+                   dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                        window_size=56, fullatt_block_indexes=[1])),
+}  # fmt: skip
 
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def tiny_vlm(request, tmp_path_factory):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    processor_class, model_class, config_class, vision = (
+        getattr(transformers, n) if isinstance(n, str) else n for n in FAMILIES[request.param]
+    )
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIAL, show_progress=False,
@@ -51,7 +57,7 @@ def tiny_vlm(tmp_path_factory):
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
-    processor = Qwen2VLProcessor(
+    processor = processor_class(
         image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=4 * 56 * 56),
         tokenizer=tokenizer,
         video_processor=Qwen2VLVideoProcessor(),
@@ -60,16 +66,15 @@ def tiny_vlm(tmp_path_factory):
     ids = tokenizer.convert_tokens_to_ids
     text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
+                rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]}, bos_token_id=None,
                 eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"))  # fmt: skip
-    vision = dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
-                  spatial_merge_size=2, temporal_patch_size=2)  # fmt: skip
-    config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
-                           video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
-                           vision_end_token_id=ids("<|vision_end|>"))  # fmt: skip
+    vision = dict(vision, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    config = config_class(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
+                          video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
+                          vision_end_token_id=ids("<|vision_end|>"))  # fmt: skip
     torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-qwen2-vl")
-    Qwen2VLForConditionalGeneration(config).save_pretrained(folder)
+    folder = tmp_path_factory.mktemp(f"tiny-{request.param}")
+    model_class(config).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
 
@@ -103,6 +108,8 @@ def test_a_retry_conversation_goes_through_the_chat_template_and_a_json_answer_i
     tiny_vlm, monkeypatch
 ):
     backend = TransformersBackend(str(tiny_vlm), device="cpu", max_new_tokens=4)
+    saved = json.loads((tiny_vlm / "config.json").read_text())["architectures"]
+    assert [type(backend.model).__name__] == saved  # the family's own class, through the Auto classes
     frame = Frame(torch.zeros(28, 28, 3, dtype=torch.uint8).numpy(), 0.0)
     messages = [
         {"role": "system", "content": ["You segment videos."]},
