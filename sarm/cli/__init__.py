@@ -1,6 +1,7 @@
 """`sarm` command line: a LeRobot dataset -> feature cache -> trained SARM -> progress file -> plots.
 
     sarm info     path/to/dataset
+    sarm annotate path/to/dataset --sparse-subtasks "a,b,c" --api-base URL   # VLM subtask spans (optional)
     sarm features path/to/dataset --out features/            # every frame decoded and CLIP-encoded once
     sarm train    --cache features/ --annotations path/to/dataset --out runs/sarm
     sarm progress --model runs/sarm/model --cache features/ --output sarm_progress.parquet
@@ -16,10 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sarm.cli import demo, features, info, progress, train, viz
+from sarm.cli import annotate, demo, features, info, progress, train, viz
 
-_EPILOG = "Docs: docs/data.md (datasets, cache, progress) and docs/sarm.md (model, training)."
-_COMMANDS = (info, features, train, progress, viz, demo)
+_EPILOG = "Docs: docs/data.md (datasets, cache, progress), docs/sarm.md (model, training), docs/annotate.md."
+_COMMANDS = (info, annotate, features, train, progress, viz, demo)
 
 
 def main(argv: list[str] | None = None) -> int:

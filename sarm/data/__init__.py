@@ -4,7 +4,8 @@
     ds = open_dataset("path/or/hub-repo-id")
 
 `dataset` (episodes, frames, tasks), `layout` (the on-disk layout of each version), `video` (PyAV
-decoding), `writer` (LeRobot v3.0 datasets with SARM annotation columns) and `stats` (their stats.json).
+decoding), `writer` (LeRobot v3.0 datasets with SARM annotation columns), `stats` (their stats.json)
+and `episode_columns` (set columns of an existing dataset's meta/episodes, atomically, with a backup).
 """
 
 from sarm.data.dataset import DatasetError, LeRobotDataset, MissingVideoError, open_dataset
