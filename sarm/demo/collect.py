@@ -31,6 +31,7 @@ __all__ = [
     "collect",
     "collect_rollouts",
     "make_env",
+    "mistake_record",
     "stage_and_progress",
 ]
 
@@ -121,6 +122,20 @@ def annotation_spans(stage: np.ndarray) -> tuple[list[str], list[int], list[int]
     ends = [s - 1 for s in starts[1:]] + [len(stage) - 1]
     kept = [k for k in range(len(starts)) if ends[k] >= starts[k]]  # a stage skipped in one step has no span
     return [STAGES[k] for k in kept], [starts[k] for k in kept], [ends[k] for k in kept]
+
+
+def mistake_record(episode: Episode) -> list[tuple[str, int, int]]:
+    """The protocol's record of the episode's injected mistake as mistake spans [(kind, start, end)]
+    (inclusive frames; [] for a clean episode): from the first injected frame until ground-truth
+    progress is back at its value when the mistake began, i.e. the injected segment plus the recovery
+    it forced (a pause: the pause alone; a drop: the drop, the re-reach and the regrasp), or to the
+    episode's end when it never recovers. What a person marking the mistake in the explorer would mark."""
+    if episode.mistake_span is None:
+        return []
+    start, stop = episode.mistake_span
+    back = np.flatnonzero(episode.progress[stop:] >= episode.progress[start])
+    end = len(episode.progress) - 1 if back.size == 0 else stop + int(back[0]) - 1
+    return [(str(episode.mistake), int(start), int(max(end, stop - 1)))]
 
 
 @dataclass

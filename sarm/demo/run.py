@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sarm.demo.collect import TASK_TEXT, Episode, annotation_spans, collect
+from sarm.demo.collect import TASK_TEXT, Episode, annotation_spans, collect, mistake_record
 from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores
 from sarm.demo.protocol import DEFAULT_EVALUATION, DEFAULT_PROTOCOL, Evaluation, Protocol
 
@@ -179,6 +179,8 @@ def _record_dataset(root, task, ids, protocol, policy, goal_seed) -> tuple[list[
                 task=TASK_TEXT[ep.task],
                 images={CAMERA: images},
                 annotations={"sparse": annotation_spans(ep.stage)},
+                mistakes=mistake_record(ep),
+                outcome=ep.success,
                 extra={"progress_true": ep.progress, "stage_true": ep.stage.astype(np.float32)},
             )
             episodes.append(dataclasses.replace(ep, images=None))
