@@ -74,7 +74,7 @@ def test_bad_records_are_errors_naming_episode_and_file(tmp_path):
         ),
         path,
     )
-    with pytest.raises(ValueError, match=r"mistake \('p', 25, 35\) in episode 0 lies outside .*0..29; .*\(in `"):
+    with pytest.raises(ValueError, match=r"\(.p., 25, 35\) in episode 0 lies outside .*0..29; .*\(in `"):
         read_mistakes(path)
     pq.write_table(_table({"mistake_names": {0: ["p"]}, "mistake_start_frames": {0: [1]}}), path)
     with pytest.raises(ValueError, match=r"lacks \['mistake_end_frames'\]; they come together"):
