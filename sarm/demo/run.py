@@ -178,7 +178,9 @@ def _record_dataset(root, task, ids, protocol, policy, goal_seed) -> tuple[list[
                 action=ep.actions,
                 task=TASK_TEXT[ep.task],
                 images={CAMERA: images},
-                annotations={"sparse": annotation_spans(ep.stage)},
+                annotations={
+                    "sparse": annotation_spans(ep.stage, end=ep.first_success if ep.success else None)
+                },
                 mistakes=mistake_record(ep),
                 outcome=ep.success,
                 extra={"progress_true": ep.progress, "stage_true": ep.stage.astype(np.float32)},
