@@ -43,10 +43,18 @@ def test_a_success_ends_its_last_span_at_the_first_success():
 def _episode(progress, mistake=None, span=None):
     n = len(progress)
     return Episode(
-        task="pick-place-v3", episode=0, states=np.zeros((n, 39), np.float32),
-        actions=np.zeros((n, 4), np.float32), images=None, stage=np.zeros(n, np.int64), progress=np.asarray(progress, np.float32), success=True,
-        first_success=None, mistake=mistake, mistake_span=span,
-    )  # fmt: skip
+        task="pick-place-v3",
+        episode=0,
+        states=np.zeros((n, 39), np.float32),
+        actions=np.zeros((n, 4), np.float32),
+        images=None,
+        stage=np.zeros(n, np.int64),
+        progress=np.asarray(progress, np.float32),
+        success=True,
+        first_success=None,
+        mistake=mistake,
+        mistake_span=span,
+    )
 
 
 def test_mistake_record_covers_the_injected_segment_and_the_recovery():
