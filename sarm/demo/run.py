@@ -189,6 +189,11 @@ def _record_dataset(root, task, ids, protocol, policy, goal_seed) -> tuple[list[
     return episodes, render
 
 
+def _success_end(ep: Episode, protocol: Protocol) -> int | None:
+    """Where the last span of `ep` ends (`Protocol.last_span_end`): its first success, or None (the end)."""
+    return ep.first_success if ep.success and protocol.last_span_end == "first_success" else None
+
+
 def episode_table(episodes: list[Episode], held_out: set[int]) -> list[dict]:
     return [
         {

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from sarm.demo.collect import STAGES, Episode, annotation_spans, mistake_record, stage_and_progress
-from sarm.demo.protocol import DEFAULT_PROTOCOL, MISTAKES, Protocol
+from sarm.demo.protocol import (
+    DEFAULT_PROTOCOL,
+    EVALUATION_V2,
+    LABEL_POLICIES,
+    MISTAKES,
+    REWARD_MODELS_V2,
+    Protocol,
+    sarm_model_name,
+)
+from sarm.labels.mistakes import FAILURE_POLICIES, MISTAKE_POLICIES
 
 
 def test_protocol_rejects_bad_settings_and_prints_itself():
@@ -20,6 +29,18 @@ def test_protocol_rejects_bad_settings_and_prints_itself():
         Protocol(pause_steps=(30, 10))
     text = DEFAULT_PROTOCOL.describe()
     assert "noisy_share: 0.5" in text and all(m in text for m in MISTAKES)
+
+
+def test_the_v2_plan_names_every_arm_and_reward_model_once():
+    assert DEFAULT_PROTOCOL.version == 2 and DEFAULT_PROTOCOL.last_span_end == "first_success"
+    with pytest.raises(ValueError, match=r"last_span_end should be one of \['first_success', 'last_frame'\]"):
+        Protocol(last_span_end="end")
+    assert {(m, f) for m, f in LABEL_POLICIES} == {(m, f) for m in MISTAKE_POLICIES for f in FAILURE_POLICIES}
+    assert len(set(EVALUATION_V2.methods)) == len(EVALUATION_V2.methods) == 11
+    assert EVALUATION_V2.train_seeds == (0, 1, 2, 3, 4) and EVALUATION_V2.rollouts == 50
+    assert sarm_model_name("hold", "truncate") in REWARD_MODELS_V2 == EVALUATION_V2.reward_models
+    for model in ("linear_time", "rewind_single", "sarm_best", "sarm_ignore_keep"):
+        assert {f"rabc_sampler_{model}", f"rabc_loss_{model}"} <= set(EVALUATION_V2.methods)
 
 
 def test_annotation_spans_follow_the_running_maximum_of_the_stage():
