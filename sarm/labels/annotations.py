@@ -35,6 +35,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sarm.labels.mistakes import check_frames
 from sarm.labels.schema import Span
 
 __all__ = [
@@ -70,16 +71,7 @@ def validate_spans(spans, num_frames: int | None, names=None, episode=None) -> l
     out = sorted((Span.coerce(s, episode) for s in spans), key=lambda s: (s.start, s.end))
     known = None if names is None else list(names)
     for s in out:
-        if s.start > s.end:
-            raise ValueError(
-                f"span {tuple(s)}{_where(episode)} is reversed (start {s.start} > end {s.end}); "
-                "ends are inclusive frame indices, so swap them"
-            )
-        if num_frames is not None and (s.start < 0 or s.end >= num_frames):
-            raise ValueError(
-                f"span {tuple(s)}{_where(episode)} lies outside the episode's frames 0..{num_frames - 1}; "
-                "spans use episode-relative, inclusive frame indices"
-            )
+        check_frames("span", s, num_frames, episode)
         if known is not None and s.name not in known:
             raise ValueError(
                 f"span {tuple(s)}{_where(episode)} names an unknown stage {s.name!r}; known stages: {known}"

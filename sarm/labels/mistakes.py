@@ -38,6 +38,7 @@ __all__ = [
     "MISTAKE_POLICIES",
     "OUTCOMES",
     "Mistake",
+    "check_frames",
     "coerce_outcome",
     "kept_frames",
     "label_time_spans",
@@ -97,21 +98,28 @@ class Mistake(NamedTuple):
         return cls(kind, int(start), int(end))
 
 
+def check_frames(what: str, item: tuple, num_frames: int | None, episode=None) -> None:
+    """Refuse a (label, start, end) record that is reversed or, with `num_frames`, outside the episode;
+    `what` ("span", "mistake") names it in the message."""
+    _, start, end = item
+    if start > end:
+        raise ValueError(
+            f"{what} {tuple(item)}{_where(episode)} is reversed (start {start} > end {end}); ends are "
+            "inclusive frame indices, so swap them"
+        )
+    if num_frames is not None and (start < 0 or end >= num_frames):
+        raise ValueError(
+            f"{what} {tuple(item)}{_where(episode)} lies outside the episode's frames 0..{num_frames - 1}; "
+            f"{what}s use episode-relative, inclusive frame indices"
+        )
+
+
 def validate_mistakes(mistakes, num_frames: int | None, episode=None) -> list[Mistake]:
     """Coerce, sort and check one episode's mistakes: not reversed, inside frames 0..num_frames - 1
     (None skips that check). Mistakes may overlap each other and any stage span."""
     out = sorted((Mistake.coerce(m, episode) for m in mistakes or ()), key=lambda m: (m.start, m.end))
     for m in out:
-        if m.start > m.end:
-            raise ValueError(
-                f"mistake {tuple(m)}{_where(episode)} is reversed (start {m.start} > end {m.end}); ends "
-                "are inclusive frame indices, so swap them"
-            )
-        if num_frames is not None and (m.start < 0 or m.end >= num_frames):
-            raise ValueError(
-                f"mistake {tuple(m)}{_where(episode)} lies outside the episode's frames 0..{num_frames - 1}; "
-                "mistakes use episode-relative, inclusive frame indices"
-            )
+        check_frames("mistake", m, num_frames, episode)
     return out
 
 
