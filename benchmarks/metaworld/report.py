@@ -83,7 +83,8 @@ def write_report(out: Path, tasks: list[str]) -> Path:
         "mean ± std over training seeds.",
         "",
     ]
-    methods = [m for m in METHOD_NAMES if all(m in r["policies"] for r in results.values())]
+    plan = first["evaluation"].get("methods") or list(METHOD_NAMES)
+    methods = [m for m in plan if all(m in r["policies"] for r in results.values())]
     lines += ["| method | " + " | ".join(results) + " | mean |", "|---" * (len(results) + 2) + "|"]
     rates: dict[str, dict[str, list[float]]] = {}
     for m in methods:
@@ -91,23 +92,26 @@ def write_report(out: Path, tasks: list[str]) -> Path:
         rates[m] = dict(zip(results, per_task, strict=True))
         overall = np.mean([np.mean(v) for v in per_task])
         lines.append(
-            f"| {METHOD_NAMES[m]} | " + " | ".join(_mean_spread(v) for v in per_task) + f" | {overall:.0%} |"
+            f"| {METHOD_NAMES.get(m, m)} | "
+            + " | ".join(_mean_spread(v) for v in per_task)
+            + f" | {overall:.0%} |"
         )
-    lines += [
-        "",
-        "### Kappa (RA-BC sampler, SARM weights)",
-        "",
-        "| task | kappa | mean weight (train frames) | success |",
-        "|---|---|---|---|",
-    ]
-    for task, r in results.items():
-        for key, k in r["weights"]["kappa_sweep"].items():
-            name = "rabc_sampler" if key == str(r["evaluation"]["kappa"]) else f"rabc_sampler_kappa_{key}"
-            runs = r["policies"].get(name, [])
-            lines.append(
-                f"| {task} | {key} ({k['kappa']:.4g}) | {k['mean_weight']:.3f} | "
-                f"{_mean_spread([x['success_rate'] for x in runs]) if runs else 'n/a'} |"
-            )
+    if any(r["weights"].get("kappa_sweep") for r in results.values()):  # v2 runs no sweep
+        lines += [
+            "",
+            "### Kappa (RA-BC sampler, SARM weights)",
+            "",
+            "| task | kappa | mean weight (train frames) | success |",
+            "|---|---|---|---|",
+        ]
+        for task, r in results.items():
+            for key, k in r["weights"]["kappa_sweep"].items():
+                name = "rabc_sampler" if key == str(r["evaluation"]["kappa"]) else f"rabc_sampler_kappa_{key}"
+                runs = r["policies"].get(name, [])
+                lines.append(
+                    f"| {task} | {key} ({k['kappa']:.4g}) | {k['mean_weight']:.3f} | "
+                    f"{_mean_spread([x['success_rate'] for x in runs]) if runs else 'n/a'} |"
+                )
     lines += [
         "",
         "### Runtime on this CPU (one core per task)",
@@ -120,11 +124,58 @@ def write_report(out: Path, tasks: list[str]) -> Path:
 
     plots = out / "plots"
     for task in results:
-        plot_success(plots / f"success_{task}.png", {METHOD_NAMES[m]: rates[m][task] for m in methods}, task)
+        plot_success(
+            plots / f"success_{task}.png", {METHOD_NAMES.get(m, m): rates[m][task] for m in methods}, task
+        )
         _episode_plots(out / task, results[task], plots, plot_episode_weights)
     lines += ["", "Plots: " + ", ".join(f"[{p.name}](plots/{p.name})" for p in sorted(plots.glob("*.png")))]
+    if any(r.get("sarm_best") for r in results.values()):
+        lines += ["", "SARM chosen for the `_sarm_best` arms: " + ", ".join(
+            f"{t}: {r['sarm_best']}" for t, r in results.items())]  # fmt: skip
+    summary = write_summary(out, results)
+    lines += ["", f"Machine-readable: [{summary.name}]({summary.name})"]
     path = out / "RESULTS.md"
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _number(x):
+    return None if x is None or (isinstance(x, float) and not np.isfinite(x)) else float(x)
+
+
+def summary_of(results: dict[str, dict]) -> dict:
+    """summary.json (`sarm.demo.protocol.SUMMARY_SCHEMA`) from each task's results.json."""
+    first = next(iter(results.values()))
+    reward: dict[str, dict] = {}
+    for task, r in results.items():
+        for name, m in r["reward_models"].items():
+            held, roll = m["held_out"], m.get("policy_rollouts", {})
+            reward.setdefault(name, {})[task] = {
+                "voc": _number(held.get("voc")),
+                "auroc_held_out": _number(held.get("auroc_success")),
+                "auroc_rollouts": _number(roll.get("auroc_success")),
+                "demo_mse": _number(held.get("demo_mse_clean")),
+                "rule_accuracy_held_out": _number(held.get("paper_rule_accuracy")),
+                "rule_accuracy_rollouts": _number(roll.get("paper_rule_accuracy")),
+            }
+    policies: dict[str, dict] = {}
+    for task, r in results.items():
+        for method, runs in r["policies"].items():
+            policies.setdefault(method, {})[task] = [run["success_rate"] for run in runs]
+    return {
+        "protocol": {"data": first["protocol"], "evaluation": first["evaluation"], "budget": first["budget"]},
+        "policies": policies,
+        "reward_models": reward,
+        "sarm_best": {t: r.get("sarm_best") for t, r in results.items()},
+        "wall_s": {t: r["timings"] for t, r in results.items()},
+    }
+
+
+def write_summary(out: Path, results: dict[str, dict]) -> Path:
+    path = out / "summary.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(summary_of(results), indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)
     return path
 
 
@@ -133,10 +184,11 @@ def _episode_plots(task_dir: Path, r: dict, plots: Path, plot_episode_weights) -
 
     episodes = r["episodes"]
     bounds = np.cumsum([0] + [e["frames"] for e in episodes])
-    predicted = read_progress(task_dir / "progress_sarm.parquet").column("sparse")
+    sarm = f"progress_{r.get('sarm_best') or 'sarm'}.parquet"
+    predicted = read_progress(task_dir / sarm).column("sparse")
     truth = read_progress(task_dir / "progress_truth.parquet").column("sparse")
     weights = RABCWeights.from_progress(
-        task_dir / "progress_sarm.parquet",
+        task_dir / sarm,
         chunk_size=r["evaluation"]["chunk_size"],
         kappa=r["evaluation"]["kappa"],
     ).weights

@@ -3,6 +3,12 @@
     python benchmarks/metaworld/run.py --out benchmarks/metaworld/results           # all tasks, ~1 h
     python benchmarks/metaworld/run.py --out /tmp/mw --tasks pick-place-v3 --quick  # a smoke run
     python benchmarks/metaworld/run.py --out benchmarks/metaworld/results --report  # tables only
+    python benchmarks/metaworld/run.py --out /tmp/mw --tasks pick-place-v3 --quick --plan 2  # v2 smoke
+
+`--plan 2` runs `sarm.demo.protocol.EVALUATION_V2` (issue 14): eight reward models (SARM under six label
+policies with the protocol's recorded mistake spans and outcomes, linear time, ReWiND-style), the VOC
+metric, eleven policy arms with five seeds, `sarm_best` chosen by `best_sarm_rule`, and summary.json
+(report.py) beside RESULTS.md. The default `--plan 1` is the plan of the committed results.
 
 Per task (one process each, two at a time): demonstrations under `sarm.demo.protocol` (fixed before
 any result), frame features, three reward models on the same data and budget (SARM with stages and
@@ -45,12 +51,21 @@ class Budget:
         return cls(train_episodes=12, held_out_episodes=6, sarm_steps=40, rollout_episodes=4, quick=True)
 
 
+def _voc(predicted) -> float:
+    """Value-order correlation: Spearman's rho of predicted progress with frame index, mean over episodes."""
+    from scipy.stats import spearmanr
+
+    rhos = [spearmanr(p, np.arange(len(p))).statistic for p in predicted if len(p) > 1 and np.ptp(p) > 0]
+    return float(np.mean(rhos)) if rhos else float("nan")
+
+
 def _reward_metrics(predicted, episodes, ids) -> dict:
     from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores
 
     clean = [i for i in ids if episodes[i].mistake is None and episodes[i].success]
     labels = np.array([episodes[i].success for i in ids])
     return {
+        "voc": _voc([predicted[i] for i in clean]) if clean else float("nan"),
         "demo_mse_clean": demo_mse(
             [predicted[i] for i in clean], [episodes[i].progress for i in clean], every=10
         )
@@ -70,6 +85,11 @@ def _recorded(out: Path, name: str, task: str, ids: list[int], protocol, policy=
     from sarm.demo.run import record_dataset
 
     marker = out / f"{name}.recorded.json"
+    recorded_under = dataclasses.asdict(protocol)
+    if marker.exists() and json.loads(marker.read_text()).get("protocol") != json.loads(
+        json.dumps(recorded_under)
+    ):
+        marker.unlink()  # recorded under another protocol (v1 labels): record it again
     if marker.exists():
         rendered = json.loads(marker.read_text())["rendered"]
         if policy is None:
@@ -81,25 +101,82 @@ def _recorded(out: Path, name: str, task: str, ids: list[int], protocol, policy=
 
         shutil.rmtree(out / name)  # an unfinished recording
     episodes, rendered = record_dataset(out / name, task, ids, protocol, policy=policy, goal_seed=goal_seed)
-    marker.write_text(json.dumps({"rendered": rendered}))
+    marker.write_text(json.dumps({"rendered": rendered, "protocol": recorded_under}))
     return episodes, rendered
 
 
-def run_task(task: str, out: Path, budget: Budget) -> dict:
+def _reward_model_specs(plan) -> dict[str, dict]:
+    """name -> how to train it: annotated stages?, rewind probability, label policies (v2)."""
+    if plan.version == 1:
+        return {name: {"staged": st, "rewind": rw} for name, (st, rw) in REWARD_MODELS.items()}
+    from sarm.demo.protocol import LABEL_POLICIES, sarm_model_name
+
+    specs = {
+        sarm_model_name(m, f): {"staged": True, "rewind": 0.8, "mistakes": m, "failures": f}
+        for m, f in LABEL_POLICIES
+    }
+    specs["linear_time"] = {"staged": False, "rewind": 0.0}
+    specs["rewind_single"] = {"staged": False, "rewind": 0.8}
+    return {name: specs[name] for name in plan.reward_models}
+
+
+def _best_sarm(reward: dict, plan) -> str:
+    """`Evaluation.best_sarm_rule`: max held-out AUROC, then min demo MSE, then order in reward_models."""
+    names = [n for n in plan.reward_models if n.startswith("sarm_")]
+
+    def key(name):
+        held = reward[name]["held_out"]
+        auroc, mse = held["auroc_success"], held["demo_mse_clean"]
+        return (
+            -(auroc if np.isfinite(auroc) else -1.0),
+            mse if np.isfinite(mse) else np.inf,
+            names.index(name),
+        )
+
+    return min(names, key=key)
+
+
+def _policy_runs(plan, weights: dict, rows, clean, best: str | None) -> dict:
+    """method -> train_policy arguments, for every arm of the plan."""
+    if plan.version == 1:
+        return {
+            "bc_all": {"method": "bc"},
+            "rabc_sampler": {"method": "sampler", "weights": weights["sarm"][rows]},
+            "rabc_loss": {"method": "loss", "weights": weights["sarm"][rows]},
+            "bc_clean": {"method": "bc", "episodes": clean},
+            "rabc_true_progress": {"method": "sampler", "weights": weights["truth"][rows]},
+        }
+    runs = {}
+    for name in plan.methods:
+        if name == "bc_all":
+            runs[name] = {"method": "bc"}
+        elif name == "bc_clean":
+            runs[name] = {"method": "bc", "episodes": clean}
+        elif name == "rabc_true_progress":
+            runs[name] = {"method": "sampler", "weights": weights["truth"][rows]}
+        else:
+            _, how, model = name.split("_", 2)  # rabc_{sampler,loss}_{reward model or sarm_best}
+            runs[name] = {"method": how, "weights": weights[best if model == "sarm_best" else model][rows]}
+    return runs
+
+
+def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dict:
     import torch
 
     from rabc import ProgressTable, RABCWeights, write_progress
     from sarm.data import open_dataset
     from sarm.demo.policy import EVAL_GOAL_SEED, evaluate, train_policy
-    from sarm.demo.protocol import DEFAULT_EVALUATION as plan
+    from sarm.demo.protocol import DEFAULT_EVALUATION, EVALUATION_V2
     from sarm.demo.protocol import DEFAULT_PROTOCOL as protocol
     from sarm.demo.run import REWARD_MODEL_SIZE, episode_table, progress_by_episode, reward_model_config
     from sarm.features.encoders import load_encoder
     from sarm.features.extract import extract_features
     from sarm.inference.progress import compute_progress
     from sarm.labels.annotations import read_lerobot_annotations
+    from sarm.labels.records import read_mistakes, read_outcomes
     from sarm.training.from_cache import train_from_cache
 
+    plan = EVALUATION_V2 if plan_version == 2 else DEFAULT_EVALUATION
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     timings, start = {}, time.perf_counter()
@@ -113,11 +190,18 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     timings["data_s"] = time.perf_counter() - start
 
     spans = read_lerobot_annotations(out / "dataset", head="sparse")
+    mistakes = {e: m for e, m in read_mistakes(out / "dataset").items() if e in set(train_ids)}
+    outcomes = {e: o for e, o in read_outcomes(out / "dataset").items() if e in set(train_ids)}
     models, reward, predicted = {}, {}, {}
-    for name, (staged, rewind) in REWARD_MODELS.items():
+    for name, spec in _reward_model_specs(plan).items():
         t0 = time.perf_counter()
+        staged = spec["staged"]
         annotations = {"sparse": {e: s for e, s in spans.items() if e in set(train_ids)}} if staged else {}
-        config = reward_model_config(budget.sarm_steps, rewind_probability=rewind)
+        config = reward_model_config(budget.sarm_steps, rewind_probability=spec["rewind"])
+        labels = {}
+        if "mistakes" in spec:  # v2: the protocol's record of injected mistakes, the success flags
+            labels = dict(mistakes=spec["mistakes"], failures=spec["failures"])
+            labels |= dict(mistake_spans=mistakes, outcomes=outcomes)
         model, _, _ = train_from_cache(  # held-out episodes never train any reward model
             cache,
             out / f"rm_{name}",
@@ -126,6 +210,7 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
             config=config,
             model_overrides=REWARD_MODEL_SIZE,
             progress=False,
+            **labels,
         )
         path = compute_progress(model.eval(), cache, out / f"progress_{name}.parquet", progress=False)
         models[name], predicted[name] = model, progress_by_episode(path, bounds)
@@ -133,7 +218,12 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
         timings[f"reward_model_{name}_s"] = time.perf_counter() - t0
 
     chunk, rows = plan.chunk_size, np.arange(bounds[budget.train_episodes])
-    w_sarm = RABCWeights.from_progress(out / "progress_sarm.parquet", chunk_size=chunk, kappa=plan.kappa)
+    rabc = {
+        name: RABCWeights.from_progress(out / f"progress_{name}.parquet", chunk_size=chunk, kappa=plan.kappa)
+        for name in models
+    }
+    best = _best_sarm(reward, plan) if plan.version == 2 else None
+    w_sarm = rabc[best or "sarm"]
     truth = ProgressTable(
         np.arange(bounds[-1]),
         np.repeat(np.arange(total), np.diff(bounds)),
@@ -146,13 +236,8 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
     actions = np.concatenate([episodes[i].actions for i in train_ids])
     episode_index = np.repeat(np.arange(budget.train_episodes), np.diff(bounds)[: budget.train_episodes])
     clean = np.array([i for i in train_ids if episodes[i].mistake is None and episodes[i].success])
-    runs = {
-        "bc_all": {"method": "bc"},
-        "rabc_sampler": {"method": "sampler", "weights": w_sarm.weights[rows]},
-        "rabc_loss": {"method": "loss", "weights": w_sarm.weights[rows]},
-        "bc_clean": {"method": "bc", "episodes": clean},
-        "rabc_true_progress": {"method": "sampler", "weights": w_true.weights[rows]},
-    }
+    weights = {name: w.weights for name, w in rabc.items()} | {"truth": w_true.weights}
+    runs = _policy_runs(plan, weights, rows, clean, best)
     sweep = {}
     for kappa in plan.kappa_sweep:
         w = w_sarm.with_kappa(kappa)
@@ -213,8 +298,9 @@ def run_task(task: str, out: Path, budget: Budget) -> dict:
         "rendered": rendered,
         "episodes": episode_table(episodes, set(held)),
         "reward_models": reward,
+        "sarm_best": best,
         "weights": {
-            "sarm": {"kappa": w_sarm.kappa, "mean_weight": float(w_sarm.weights[rows].mean())},
+            **{n: {"kappa": w.kappa, "mean_weight": float(w.weights[rows].mean())} for n, w in rabc.items()},
             "truth": {"kappa": w_true.kappa, "mean_weight": float(w_true.weights[rows].mean())},
             "kappa_sweep": sweep,
         },
@@ -234,11 +320,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke run")
     parser.add_argument("--report", action="store_true", help="only write the report from results.json files")
     parser.add_argument("--parallel", type=int, default=2, help="tasks run at once (one process each)")
+    parser.add_argument("--plan", type=int, choices=(1, 2), default=1, help="evaluation plan (protocol.py)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run this task in this process
     args = parser.parse_args()
     budget = Budget.small() if args.quick else Budget()
     if args.one:
-        run_task(args.one, args.out / args.one, budget)
+        run_task(args.one, args.out / args.one, budget, args.plan)
         return
     if not args.report:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -249,6 +336,7 @@ def main() -> None:
                 log = (args.out / f"{task}.log").open("w")
                 cmd = [sys.executable, __file__, "--out", str(args.out), "--one", task]
                 cmd += ["--quick"] if args.quick else []
+                cmd += ["--plan", str(args.plan)]
                 running.append((task, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
                 print(f"started {task} (log: {args.out / (task + '.log')})", flush=True)
             time.sleep(2)

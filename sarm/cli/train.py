@@ -77,11 +77,40 @@ def add_parser(sub, fmt) -> None:
         help="spans that go back in their task's stage order: error (name the episodes), monotone (hold "
         "the running maximum of progress), allow (keep the drop, for deliberate regressions)",
     )
+    # mistakes and outcomes (sarm.labels.mistakes; docs/labels.md)
+    p.add_argument(
+        "--mistakes",
+        choices=("ignore", "hold"),
+        default="ignore",
+        help="mistake spans: ignore them, or hold (progress flat inside a mistake, resuming from there after "
+        "it; the mistake frames leave the episode's clock)",
+    )
+    p.add_argument(
+        "--failures",
+        choices=("keep", "truncate", "exclude"),
+        default="keep",
+        help="episodes whose outcome is not a success: keep their labels, truncate (the unfinished stage "
+        "stays at its start), or exclude (outcome 'failure' leaves training)",
+    )
+    p.add_argument(
+        "--mistake-spans",
+        metavar="SOURCE",
+        help="where the mistake spans are: a LeRobot dataset root (mistake_* columns) or a spans JSON with "
+        '{"mistakes": [...]} per episode (default: the --annotations source)',
+    )
+    p.add_argument(
+        "--outcomes",
+        metavar="SOURCE",
+        help="episode outcomes: a LeRobot dataset root (`outcome` column), a JSON {episode: 'success' | "
+        "'failure' | 'partial' | true | false}, or a spans JSON with \"outcome\" (default: the "
+        "--annotations source)",
+    )
     p.set_defaults(run=run)
 
 
 # how errors from the library name its arguments on this command line
-_LABELS = "--annotations, --dense-annotations, --proportions, --stage-map, --stages, --order"
+_LABELS = "--annotations, --dense-annotations, --proportions, --stage-map, --stages, --order, --mistakes, "
+_LABELS += "--failures"
 _FLAGS = {
     "resume": "--no-resume",
     "extend": "--extend",
@@ -109,6 +138,10 @@ _FLAGS = {
     "num_cameras": "cameras (--cache)",
     "train_set.anchor_stride": "--anchor-stride",
     "train_set.targets": f"labels ({_LABELS})",
+    "train_set.labels": "label policies (--order, --mistakes, --failures)",
+    "mistakes": "--mistakes",
+    "failures": "--failures",
+    "order": "--order",
     "train_set.episodes": "training episodes (--eval-fraction, --annotations, --seed)",
     "train_set.windows": "training windows (--cache, --annotations, --anchor-stride)",
 }
@@ -139,6 +172,36 @@ def _check_args(args) -> None:
         raise ValueError("--window past needs --n-obs-steps >= 1 (slot 0 shows the episode's first frame)")
 
 
+def _records(args) -> tuple[dict, dict]:
+    """Mistake spans and outcomes for the chosen policies, from their flags or the --annotations source."""
+    from sarm.labels.records import read_mistakes, read_outcomes
+
+    def source(flag_value, flag: str, why: str):
+        value = flag_value or (None if args.annotations == "none" else args.annotations)
+        if value is None:
+            raise ValueError(f"{why} needs {flag} SOURCE (or --annotations with those records)")
+        return value
+
+    mistake_spans = outcomes = {}
+    if args.mistakes == "hold":
+        mistake_spans = read_mistakes(source(args.mistake_spans, "--mistake-spans", "--mistakes hold"))
+        if not mistake_spans:
+            raise ValueError(
+                "--mistakes hold found no mistake span in "
+                f"`{args.mistake_spans or args.annotations}`; mark mistakes (mistake_* columns or "
+                '{"mistakes": [...]}) or use --mistakes ignore'
+            )
+    if args.failures != "keep":
+        outcomes = read_outcomes(source(args.outcomes, "--outcomes", f"--failures {args.failures}"))
+        if not outcomes:
+            raise ValueError(
+                f"--failures {args.failures} found no episode outcome in "
+                f"`{args.outcomes or args.annotations}`; "
+                "add an `outcome` column or pass --outcomes FILE, or use --failures keep"
+            )
+    return mistake_spans, outcomes
+
+
 def run(args) -> int:
     from sarm.training.from_cache import load_annotations, train_from_cache
     from sarm.training.loop import TrainConfig
@@ -148,6 +211,7 @@ def run(args) -> int:
     annotations = {"sparse": load_annotations(args.annotations, "sparse")}
     if args.dense_annotations:
         annotations["dense"] = load_annotations(args.dense_annotations, "dense")
+    mistake_spans, outcomes = _records(args)
     overrides = {
         k: v
         for k, v in {
@@ -186,6 +250,10 @@ def run(args) -> int:
         stage_map=args.stage_map,
         stages=args.stages,
         order=args.order,
+        mistakes=args.mistakes,
+        failures=args.failures,
+        mistake_spans=mistake_spans,
+        outcomes=outcomes,
         extend=args.extend,
         option_names=_FLAGS,
     )

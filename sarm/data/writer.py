@@ -16,7 +16,9 @@ atomically, `meta/info.json`. A writer that is killed, or whose `with` block rai
 so the folder is never mistaken for a dataset (both `sarm.data` and LeRobot refuse it).
 
 Annotations: `{head}_subtask_{names,start_frames,end_frames,start_times,end_times}` list columns of
-meta/episodes, as LeRobot's `subtask_annotation.py` writes them. End frames are inclusive (the last frame
+meta/episodes, as LeRobot's `subtask_annotation.py` writes them, and the `mistake_*` and `outcome`
+columns that LeRobot carries but never reads (`sarm.labels.records`; to edit them in an existing dataset:
+`sarm.data.edit.write_episode_columns`). End frames are inclusive (the last frame
 of the subtask, at most `length - 1`); times are `frame / fps`.
 
 Statistics are LeRobot's: per episode min, max, mean, std, count and quantiles q01..q99 of every feature
@@ -44,7 +46,9 @@ import pyarrow.parquet as pq
 from sarm.data.stats import aggregate_stats, column_stats, data_quantiles, image_stats, level_quantiles
 from sarm.data.video import V30_VIDEO
 from sarm.labels.annotations import HEADS, validate_spans
+from sarm.labels.mistakes import coerce_outcome, validate_mistakes
 from sarm.labels.proportions import temporal_proportions
+from sarm.labels.records import COLUMN_TYPES, MISTAKE_COLUMNS, OUTCOME_COLUMN
 
 __all__ = ["LeRobotWriter"]
 
@@ -140,6 +144,8 @@ class LeRobotWriter:
         images: Mapping[str, Any] | None = None,
         annotations: Mapping[str, tuple[list[str], list[int], list[int]]] | None = None,
         extra: Mapping[str, Any] | None = None,
+        mistakes: Any = None,
+        outcome: Any = None,
     ) -> int:
         """Write one episode and return its episode_index (0, 1, 2, ... in the order added).
 
@@ -151,6 +157,9 @@ class LeRobotWriter:
                 episode-relative frames, checked by `validate_spans` and stored sorted by
                 start. An episode without a head gets null lists (unannotated).
             extra: {name: `(T,)` or `(T, k)` array} for every declared extra feature.
+            mistakes: the episode's mistake spans [(kind, start, end), ...] (inclusive frames), stored in
+                the `mistake_*` columns (`sarm.labels.records`); None leaves them null.
+            outcome: "success", "failure", "partial", True / False or None (unknown): the `outcome` column.
 
         Everything is checked before anything is written; bad input raises ValueError naming it.
         """
@@ -158,6 +167,9 @@ class LeRobotWriter:
             raise RuntimeError(f"add_episode() on a {self._state} LeRobotWriter; write into a new root")
         ep = len(self._rows)
         columns, images, spans = self._check(ep, state, action, task, images, annotations, extra)
+        length = len(columns[self.state_key])
+        marks = None if mistakes is None else validate_mistakes(mistakes, length, episode=ep)
+        outcome = coerce_outcome(outcome, ep)
         length, task_index = len(columns[self.state_key]), self._tasks.get(task, len(self._tasks))
         frame = np.arange(length, dtype=np.int64)
         columns["timestamp"], columns["frame_index"] = (frame / self.fps).astype(np.float32), frame
@@ -179,6 +191,11 @@ class LeRobotWriter:
             for field, value in zip(_FIELDS, (names, starts, ends, *times), strict=True):
                 row[f"{head}_subtask_{field}"] = value
             self._spans[head][ep] = (head_spans, length)
+        if marks is not None:
+            for i, column in enumerate(MISTAKE_COLUMNS):
+                row[column] = [m[i] for m in marks]
+        if outcome is not None:
+            row[OUTCOME_COLUMN] = outcome
         self._rows.append(row)
         self._tasks[task] = task_index
         for key, hist in hists.items():
@@ -322,7 +339,7 @@ class LeRobotWriter:
             for key, st in r["stats"].items():
                 row |= {f"stats/{key}/{s}": v.tolist() for s, v in st.items()}
         names = list(dict.fromkeys(k for row in rows for k in row))  # annotation columns may start late
-        types = {f"{h}_subtask_{f}": pa.list_(t) for h in HEADS for f, t in _FIELDS.items()}
+        types = dict(COLUMN_TYPES)
         types["tasks"] = pa.list_(pa.string())
         return pa.table({n: pa.array([row.get(n) for row in rows], type=types.get(n)) for n in names})
 

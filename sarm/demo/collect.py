@@ -9,7 +9,10 @@ The three tasks share one stage structure, read from the simulator state (never 
 Ground-truth progress is `(stage + tau) / 3`, with tau from distances (reach: hand to object; grasp:
 gripper closure; transport: object to goal, relative to the start), so a pause is flat, a detour and
 a drop go down, and a failure ends below 1. SARM annotations are the spans of the running maximum of
-the stage: what a human would mark as subtask boundaries, regressions included in their stage.
+the stage: what a human would mark as subtask boundaries, regressions included in their stage; the
+last span of a success ends at its first success. The injected mistake is recorded as a mistake span
+(`mistake_record`) and the simulator's flag as the outcome, in the dataset's `mistake_*` and `outcome`
+columns (`sarm.labels.records`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "collect",
     "collect_rollouts",
     "make_env",
+    "mistake_record",
     "stage_and_progress",
 ]
 
@@ -114,13 +118,35 @@ def stage_and_progress(states: np.ndarray, task: str) -> tuple[np.ndarray, np.nd
     return stage, progress.astype(np.float32)
 
 
-def annotation_spans(stage: np.ndarray) -> tuple[list[str], list[int], list[int]]:
-    """SARM sparse spans (names, start frames, end frames inclusive) from the stage's running maximum."""
+def annotation_spans(stage: np.ndarray, end: int | None = None) -> tuple[list[str], list[int], list[int]]:
+    """SARM sparse spans (names, start frames, end frames inclusive) from the stage's running maximum.
+
+    `end` is the frame the task is done (the first success): the last span ends there, and the frames
+    recorded after it lie after the last span, labelled finished (K - 1 + 0.999, LeRobot's rule). Without
+    it (a failure) the last span runs to the last frame. Ending the last span at the last recorded frame
+    of a success taught SARM a tau that still rises through `steps_after_success` frames that all look
+    the same, so it ended successes below 1 (docs/labels.md, "Why successes ended below 1.0").
+    """
     level = np.maximum.accumulate(stage)
     starts = [int(np.argmax(level >= k)) for k in range(int(level[-1]) + 1)]
-    ends = [s - 1 for s in starts[1:]] + [len(stage) - 1]
+    last = len(stage) - 1 if end is None else max(min(int(end), len(stage) - 1), starts[-1])
+    ends = [s - 1 for s in starts[1:]] + [last]
     kept = [k for k in range(len(starts)) if ends[k] >= starts[k]]  # a stage skipped in one step has no span
     return [STAGES[k] for k in kept], [starts[k] for k in kept], [ends[k] for k in kept]
+
+
+def mistake_record(episode: Episode) -> list[tuple[str, int, int]]:
+    """The protocol's record of the episode's injected mistake as mistake spans [(kind, start, end)]
+    (inclusive frames; [] for a clean episode): from the first injected frame until ground-truth
+    progress is back at its value when the mistake began, i.e. the injected segment plus the recovery
+    it forced (a pause: the pause alone; a drop: the drop, the re-reach and the regrasp), or to the
+    episode's end when it never recovers. What a person marking the mistake in the explorer would mark."""
+    if episode.mistake_span is None:
+        return []
+    start, stop = episode.mistake_span
+    back = np.flatnonzero(episode.progress[stop:] >= episode.progress[start])
+    end = len(episode.progress) - 1 if back.size == 0 else stop + int(back[0]) - 1
+    return [(str(episode.mistake), int(start), int(max(end, stop - 1)))]
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sarm.demo.collect import TASK_TEXT, Episode, annotation_spans, collect
+from sarm.demo.collect import TASK_TEXT, Episode, annotation_spans, collect, mistake_record
 from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores
 from sarm.demo.protocol import DEFAULT_EVALUATION, DEFAULT_PROTOCOL, Evaluation, Protocol
 
@@ -196,11 +196,20 @@ def _record_dataset(root, task, ids, protocol, policy, goal_seed) -> tuple[list[
                 action=ep.actions,
                 task=TASK_TEXT[ep.task],
                 images={CAMERA: images},
-                annotations={"sparse": annotation_spans(ep.stage)},
+                annotations={
+                    "sparse": annotation_spans(ep.stage, end=ep.first_success if ep.success else None)
+                },
+                mistakes=mistake_record(ep),
+                outcome=ep.success,
                 extra={"progress_true": ep.progress, "stage_true": ep.stage.astype(np.float32)},
             )
             episodes.append(dataclasses.replace(ep, images=None))
     return episodes, render
+
+
+def _success_end(ep: Episode, protocol: Protocol) -> int | None:
+    """Where the last span of `ep` ends (`Protocol.last_span_end`): its first success, or None (the end)."""
+    return ep.first_success if ep.success and protocol.last_span_end == "first_success" else None
 
 
 def episode_table(episodes: list[Episode], held_out: set[int]) -> list[dict]:

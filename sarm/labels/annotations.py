@@ -18,7 +18,8 @@ Readers:
 - `read_lerobot_annotations`: LeRobot's `{head}_subtask_{names,start_frames,end_frames}` columns in
   `meta/episodes/**/*.parquet` (codebase v3.0), legacy unprefixed columns for the sparse head.
 - `read_behavior_annotations`: BEHAVIOR-1K `skill_annotation` JSON files.
-- `read_spans`: `{episode: [[name, start, end], ...]}` from a dict or a JSON file.
+- `read_spans`: `{episode: [[name, start, end], ...]}` from a dict or a JSON file (mistakes and
+  outcomes of the same sources: `sarm.labels.records`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sarm.labels.mistakes import check_frames
 from sarm.labels.schema import Span
 
 __all__ = [
@@ -69,16 +71,7 @@ def validate_spans(spans, num_frames: int | None, names=None, episode=None) -> l
     out = sorted((Span.coerce(s, episode) for s in spans), key=lambda s: (s.start, s.end))
     known = None if names is None else list(names)
     for s in out:
-        if s.start > s.end:
-            raise ValueError(
-                f"span {tuple(s)}{_where(episode)} is reversed (start {s.start} > end {s.end}); "
-                "ends are inclusive frame indices, so swap them"
-            )
-        if num_frames is not None and (s.start < 0 or s.end >= num_frames):
-            raise ValueError(
-                f"span {tuple(s)}{_where(episode)} lies outside the episode's frames 0..{num_frames - 1}; "
-                "spans use episode-relative, inclusive frame indices"
-            )
+        check_frames("span", s, num_frames, episode)
         if known is not None and s.name not in known:
             raise ValueError(
                 f"span {tuple(s)}{_where(episode)} names an unknown stage {s.name!r}; known stages: {known}"
@@ -388,8 +381,9 @@ def read_spans(source, num_frames: Mapping[int, int] | None = None) -> dict[int,
     """Spans per episode from `{episode: [[name, start, end], ...]}` (or span dicts), a dict or JSON file.
 
     Episode keys may be ints or strings of ints (JSON). A null value marks an unannotated episode
-    (returned as None). With `num_frames` ({episode: length}) the spans are also checked against
-    each episode's length.
+    (returned as None). An episode may also map to an object `{"spans": [...], "mistakes": [...],
+    "outcome": ...}` (`sarm.labels.records`); this reader takes its "spans" (absent: None).
+    With `num_frames` ({episode: length}) the spans are also checked against each episode's length.
     """
     name = "<dict>"
     if not isinstance(source, Mapping):
@@ -409,6 +403,8 @@ def read_spans(source, num_frames: Mapping[int, int] | None = None) -> dict[int,
             ep = int(key)
         except (TypeError, ValueError):
             raise ValueError(f"episode key {key!r} in `{name}` is not an integer episode index") from None
+        if isinstance(spans, Mapping):  # {"spans": [...], "mistakes": [...], "outcome": ...}
+            spans = spans.get("spans")
         if spans is None:
             out[ep] = None
             continue

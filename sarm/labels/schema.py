@@ -36,6 +36,9 @@ schema's). `order` decides what happens then (docs/labels.md):
   the highest value reached so far (a "running maximum of the stage"), so progress never decreases.
 - "allow": the labels as written, progress goes back where the spans do (LeRobot's behaviour; for
   deliberate regressions, e.g. a drop and regrasp labelled on purpose).
+Mistakes and failures (`targets(..., mistakes=, mistake_spans=, failures=, outcome=)`, the policies of
+`sarm.labels.mistakes`): "hold" takes mistake frames off the episode's clock, "truncate" caps a failed
+episode at the start of its unfinished stage; the order policy applies to the spans on that clock.
 `stage_and_tau` always gives the raw per-frame rule above. Repeated skills: BEHAVIOR episodes repeat
 a skill ("move to" three times); `sarm.labels.annotations.number_repeats` renames the later occurrences
 "move to #2", "move to #3", and `sarm.labels.canonical` maps skills to a task's canonical stages.
@@ -53,6 +56,16 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from sarm.labels.mistakes import (
+    FAILURE_POLICIES,
+    MISTAKE_POLICIES,
+    UNFINISHED,
+    coerce_outcome,
+    kept_frames,
+    label_time_spans,
+    validate_mistakes,
+)
 
 __all__ = ["ORDERS", "Span", "StageSchema", "TaskSchemas"]
 
@@ -246,15 +259,72 @@ class StageSchema:
         return y
 
     def targets(
-        self, spans, num_frames: int, episode=None, *, frames=None, order: str = "error"
+        self,
+        spans,
+        num_frames: int,
+        episode=None,
+        *,
+        frames=None,
+        order: str = "error",
+        mistakes: str = "ignore",
+        mistake_spans=None,
+        failures: str = "keep",
+        outcome=None,
     ) -> np.ndarray:
         """float64 (N,) training targets y = stage + tau, capped at K - 1 + 0.999 (LeRobot).
 
         `order` ("error", "monotone", "allow"; module docstring) decides what spans that go back in the
         schema's stage order do: raise a ValueError naming the episode and stages, hold the running
-        maximum of y, or keep the drop as written."""
-        if order not in ORDERS:
-            raise ValueError(f"order should be one of {list(ORDERS)}, but got order={order!r}")
+        maximum of y, or keep the drop as written.
+
+        `mistakes` ("ignore", "hold") and `failures` ("keep", "truncate", "exclude") are the label
+        policies of `sarm.labels.mistakes` for the episode's `mistake_spans` (`Mistake`s, (kind, start,
+        end) or dicts) and `outcome` ("success", "failure", "partial", True / False, None unknown):
+        "hold" takes the mistake frames off the episode's clock (progress flat inside a mistake, resumes
+        from there after it); "truncate" caps a non-successful episode at the start of its unfinished
+        stage. "exclude" labels like "keep": leaving failed episodes out is the caller's choice
+        (`prepare_training` does). With no mistake (or "ignore") and no unfinished outcome (or "keep")
+        the targets are exactly those of `order` alone. Under the policies, `frames` outside the
+        episode take the label of its first or last frame."""
+        for name, value, allowed in (
+            ("order", order, ORDERS),
+            ("mistakes", mistakes, MISTAKE_POLICIES),
+            ("failures", failures, FAILURE_POLICIES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} should be one of {list(allowed)}, but got {name}={value!r}")
+        marks = validate_mistakes(mistake_spans, num_frames, episode) if mistakes == "hold" else []
+        truncate = failures == "truncate" and coerce_outcome(outcome, episode) in UNFINISHED
+        if not marks and not truncate:
+            return self._ordered_targets(spans, num_frames, episode, frames, order)
+        kept = kept_frames(marks, num_frames)
+        n_kept = int(kept.sum())
+        clock = None if spans is None else [Span(*s) for s in label_time_spans(_spans(spans, episode), kept)]
+        y_kept = np.zeros(max(n_kept, 1), np.float64)  # every frame a mistake: held at 0 throughout
+        if n_kept:
+            y_kept = self._ordered_targets(clock, n_kept, episode, None, order)
+        if truncate:
+            y_kept = np.minimum(y_kept, self._unfinished_cap(clock, n_kept))
+        at = np.maximum(np.cumsum(kept) - 1, 0)  # a mistake frame holds the last kept frame before it
+        y = y_kept[at]
+        f = np.arange(num_frames, dtype=np.int64) if frames is None else np.asarray(frames, np.int64)
+        return y[np.clip(f, 0, num_frames - 1)]
+
+    def _unfinished_cap(self, spans, num_frames: int) -> float:
+        """The start of the unfinished stage of a failed episode (`failures="truncate"`): the stage of
+        the span that ends last if it reaches the last frame, else the next stage; 0 for one stage."""
+        k_all = self.num_stages
+        if k_all == 1:
+            return 0.0
+        if not spans:
+            return k_all - 1 + LAST_TAU
+        last = max(spans, key=lambda s: s.end)
+        k = int(self._ids([last], None)[0])
+        if last.end >= num_frames - 1:
+            return float(k)
+        return float(k + 1) if k + 1 <= k_all - 1 else k_all - 1 + LAST_TAU
+
+    def _ordered_targets(self, spans, num_frames: int, episode, frames, order: str) -> np.ndarray:
         bad = None if order == "allow" or spans is None else self.order_violation(spans, episode)
         if bad is None:
             return self._raw_targets(spans, num_frames, episode, frames)

@@ -11,7 +11,8 @@ What it decides, so the CLI and a notebook get the same model:
 - Targets y = stage + tau per frame; an episode without spans for a multi-stage task cannot be
   labelled and is left out of training (counted in the returned report). Spans go to canonical stages
   first (`stage_map`, `stages`: `sarm.labels.canonical`); spans that still go back in their task's stage
-  order follow `order` ("error", "monotone", "allow": `StageSchema.targets`). Spans for episodes not
+  order follow `order` ("error", "monotone", "allow": `StageSchema.targets`); mistake spans and
+  outcomes follow `mistakes` and `failures` (`sarm.labels.mistakes`). Spans for episodes not
   in the cache warn (counted); none in the cache, or no span at all, is an error (docs/labels.md).
 - Held-out episodes: `split_episodes` over the labelled episodes (`eval_fraction`, `seed`).
 - Robot state: mean / std over every cached frame, stored in the model config and applied as
@@ -33,6 +34,14 @@ import torch
 
 from sarm.features.cache import FeatureCache
 from sarm.labels.annotations import read_behavior_annotations, read_lerobot_annotations, read_spans
+from sarm.labels.mistakes import (
+    FAILURE_POLICIES,
+    MISTAKE_POLICIES,
+    coerce_outcome,
+    kept_frames,
+    label_time_spans,
+    validate_mistakes,
+)
 from sarm.labels.negatives import NEGATIVE_TEXTS
 from sarm.labels.proportions import schema_from_annotations
 from sarm.labels.schema import Span, StageSchema, TaskSchemas
@@ -181,6 +190,10 @@ def prepare_training(
     stage_map: Any = None,
     stages: str = "names",
     order: str = "error",
+    mistakes: str = "ignore",
+    failures: str = "keep",
+    mistake_spans: Mapping[int, Sequence] | None = None,
+    outcomes: Mapping[int, Any] | None = None,
 ) -> TrainingData:
     """Schemas, targets, state statistics and train / eval windows (see the module docstring).
 
@@ -191,7 +204,12 @@ def prepare_training(
     single-stage model, which would otherwise label every cached episode). `stage_map` (a
     `sarm.labels.StageMap`, dict or JSON path) and `stages` ("names" or "ordinal") map every head's spans
     to canonical stages; `order` ("error", "monotone", "allow") is what spans that go back in their
-    task's stage order do (docs/labels.md)."""
+    task's stage order do (docs/labels.md). `mistakes` ("ignore", "hold") and `failures` ("keep",
+    "truncate", "exclude") are the label policies of `sarm.labels.mistakes` for `mistake_spans`
+    ({episode: [(kind, start, end), ...]}) and `outcomes` ({episode: "success" | "failure" | "partial"
+    | bool}); under "exclude" episodes whose outcome is "failure" leave training and evaluation
+    (listed in the report's `excluded_failures`)."""
+    _check_policies(mistakes, failures, mistake_spans, outcomes)
     cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     if not len(cache.episodes):
         raise ValueError(
@@ -223,27 +241,35 @@ def prepare_training(
     labelled = np.ones(len(cache.episodes), bool)
     backwards: dict[str, list[int]] = {h: [] for h in heads}  # episodes whose spans go back in stage order
     first_error, first_episode = None, None
+    excluded: list[int] = []  # failed episodes left out under failures="exclude"
     for position, episode in enumerate(cache.episodes.tolist()):
         rows = slice(
             cache.episode_starts[position], cache.episode_starts[position] + cache.episode_lengths[position]
         )
+        outcome = coerce_outcome((outcomes or {}).get(episode), episode)
+        if failures == "exclude" and outcome == "failure":
+            labelled[position] = False
+            excluded.append(episode)
+            continue
+        length = int(cache.episode_lengths[position])
+        marks = validate_mistakes((mistake_spans or {}).get(episode), length, episode)
+        policy = dict(mistakes=mistakes, mistake_spans=marks, failures=failures, outcome=outcome)
         for h in heads:
             schema: StageSchema = schemas[h].schema_for(cache.task(episode))
             spans = (annotations.get(h) or {}).get(episode)
             if schema.num_stages > 1 and not spans:
                 labelled[position] = False
                 continue
-            length = int(cache.episode_lengths[position])
-            if schema.order_violation(spans or [], episode) is not None:
+            if schema.order_violation(_clock(spans, marks if mistakes == "hold" else [], length), episode):
                 backwards[h].append(episode)
                 if order == "error":  # every such episode is named in one error after the loop
                     try:
-                        schema.targets(spans, length, episode, order="error")
+                        schema.targets(spans, length, episode, order="error", **policy)
                     except ValueError as err:
                         if first_error is None:
                             first_error, first_episode = f"{h} head: {err}", episode
                     continue
-            targets[h][rows] = schema.targets(spans or [], length, episode, order=order)
+            targets[h][rows] = schema.targets(spans or [], length, episode, order=order, **policy)
     went_back = sorted({e for eps in backwards.values() for e in eps})
     if went_back and order == "error":
         others = [e for e in went_back if e != first_episode]
@@ -286,6 +312,7 @@ def prepare_training(
             n_obs_steps=config.n_obs_steps,
             frame_gap=config.frame_gap,
             max_rewind_steps=config.max_rewind_steps,
+            labels={"order": order, "mistakes": mistakes, "failures": failures},
         )
 
     task_texts = sorted(set(tasks))
@@ -303,8 +330,38 @@ def prepare_training(
             "eval_episodes": cache.episodes[usable[eval_pos]].tolist(),
             "stages": {h: {t: list(schemas[h].schema_for(t).names) for t in task_texts} for h in heads},
             "episodes_going_back": {h: eps for h, eps in backwards.items() if eps},
+            "label_policy": {"order": order, "mistakes": mistakes, "failures": failures},
+            "mistake_episodes": sorted(set(mistake_spans or {}) & set(cache.episodes.tolist())),
+            "excluded_failures": excluded,
         },
     )
+
+
+def _check_policies(mistakes, failures, mistake_spans, outcomes) -> None:
+    """Policies that would change nothing for lack of records are errors, not silent no-ops."""
+    for name, value, allowed in (
+        ("mistakes", mistakes, MISTAKE_POLICIES),
+        ("failures", failures, FAILURE_POLICIES),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} should be one of {list(allowed)}, but got {name}={value!r}")
+    if mistakes == "hold" and not any((mistake_spans or {}).values()):
+        raise ValueError(
+            "mistakes='hold' (--mistakes hold) needs mistake spans, but no episode has one; add mistake_* "
+            "columns or \"mistakes\" to the annotations (docs/labels.md), or use mistakes='ignore'"
+        )
+    if failures != "keep" and not any(v is not None for v in (outcomes or {}).values()):
+        raise ValueError(
+            f"failures={failures!r} (--failures {failures}) needs episode outcomes, but none is known; "
+            "add an `outcome` column or pass an outcome file (--outcomes), or use failures='keep'"
+        )
+
+
+def _clock(spans, marks, length: int) -> list[Span]:
+    """The spans on the clock without mistake frames (the frames the order policy sees under hold)."""
+    if not spans or not marks:
+        return list(spans or [])
+    return [Span(*s) for s in label_time_spans([tuple(s) for s in spans], kept_frames(marks, length))]
 
 
 def train_from_cache(
@@ -326,12 +383,16 @@ def train_from_cache(
     stage_map: Any = None,
     stages: str = "names",
     order: str = "error",
+    mistakes: str = "ignore",
+    failures: str = "keep",
+    mistake_spans: Mapping[int, Sequence] | None = None,
+    outcomes: Mapping[int, Any] | None = None,
 ) -> tuple[SARM, TrainResult, dict[str, Any]]:
     """`prepare_training` then `sarm.training.loop.train`; returns (model, result, report). The model is
     saved under `out_dir/model` (and the best evaluation under `out_dir/best`) by `train`. A rerun into
     an existing run resumes it and must use the run's settings; `extend=True` continues it to a larger
-    `config.steps` (see `train`, also for `option_names`). `stage_map`, `stages` and `order`: see
-    `prepare_training`."""
+    `config.steps` (see `train`, also for `option_names`). `stage_map`, `stages`, `order`, `mistakes`,
+    `failures`, `mistake_spans` and `outcomes`: see `prepare_training`."""
     config = config or TrainConfig()
     data = prepare_training(
         cache,
@@ -345,6 +406,10 @@ def train_from_cache(
         stage_map=stage_map,
         stages=stages,
         order=order,
+        mistakes=mistakes,
+        failures=failures,
+        mistake_spans=mistake_spans,
+        outcomes=outcomes,
     )
     with torch.random.fork_rng():  # initial weights from the run's seed, caller's RNG untouched
         torch.manual_seed(config.seed)

@@ -35,12 +35,15 @@ def data_facts(windows: WindowDataset | None) -> dict[str, Any] | None:
     for head in sorted(windows.targets):
         labels.update(head.encode())
         labels.update(np.ascontiguousarray(windows.targets[head], np.float64).tobytes())
-    return {
+    facts = {
         "windows": len(windows),
         "anchor_stride": windows.anchor_stride,
         "episodes": digest.hexdigest(),
         "targets": labels.hexdigest(),
     }
+    if getattr(windows, "labels", None):  # the label policies, even where they give the same targets
+        facts["labels"] = dict(sorted(windows.labels.items()))
+    return facts
 
 
 def _short(value: Any, limit: int = 120) -> str:

@@ -231,6 +231,8 @@ class WindowDataset(Dataset):
         anchor_stride: anchors are frames 0, k, 2k, ... of each episode (k = anchor_stride).
         mode, n_obs_steps, frame_gap: the observation window, see `window_frames`.
         max_rewind_steps: rewind candidates per sample, see `rewind_frames`.
+        labels: the label policies that made `targets` (e.g. {"order": "error", "mistakes": "hold"}),
+            kept as `self.labels` for `sarm.training.resume` to compare when a run resumes.
 
     Item i is a dict: "video" `(n_obs_steps + 1, C, E)`, "state" `(n_obs_steps + 1, S)`, "targets"
     {head: `(n_obs_steps + 1,)`}, "rewind_video" `(R, C, E)`, "rewind_state" `(R, S)`,
@@ -254,7 +256,9 @@ class WindowDataset(Dataset):
         n_obs_steps: int = 8,
         frame_gap: int = 30,
         max_rewind_steps: int = 4,
+        labels: Mapping[str, Any] | None = None,
     ) -> None:
+        self.labels = dict(labels or {})  # what made the targets (label policies); a resume compares it
         _check_window_args(mode, n_obs_steps, frame_gap)
         self.mode, self.n_obs_steps, self.frame_gap = mode, int(n_obs_steps), int(frame_gap)
         self.max_rewind_steps = _positive_int("max_rewind_steps", max_rewind_steps, allow_zero=True)

@@ -155,3 +155,19 @@ def test_policy_normalisers_use_the_stats(root):
     q01, q99 = (torch.as_tensor(stats["observation.state"][k], dtype=torch.float32) for k in ("q01", "q99"))
     torch.testing.assert_close(out["observation.state"], 2 * (states - q01) / (q99 - q01) - 1)
     assert out["observation.state"].abs().max() <= 1.1  # frames beyond q01..q99 land a little outside
+
+
+def test_lerobot_carries_mistake_and_outcome_columns_without_reading_them(root, tmp_path):
+    """The extra episode columns (sarm.labels.records) leave LeRobot's loading and items unchanged."""
+    import shutil
+
+    from sarm.data.edit import write_episode_columns
+    from sarm.labels.records import episode_columns
+
+    edited = tmp_path / "ds"
+    shutil.copytree(root, edited)
+    cols = episode_columns(mistakes={0: [("pause", 2, 5)], 1: []}, outcomes={0: "success", 2: "failure"})
+    write_episode_columns(edited, cols, backup=False)
+    ds = load(edited)
+    assert (len(ds), ds.num_episodes) == (sum(LENGTHS), 3)
+    check_items(ds)

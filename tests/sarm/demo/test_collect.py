@@ -7,8 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sarm.demo.collect import STAGES, annotation_spans, stage_and_progress
-from sarm.demo.protocol import DEFAULT_PROTOCOL, MISTAKES, Protocol
+from sarm.demo.collect import STAGES, Episode, annotation_spans, mistake_record, stage_and_progress
+from sarm.demo.protocol import (
+    DEFAULT_PROTOCOL,
+    EVALUATION_V2,
+    LABEL_POLICIES,
+    MISTAKES,
+    REWARD_MODELS_V2,
+    Protocol,
+    sarm_model_name,
+)
+from sarm.labels.mistakes import FAILURE_POLICIES, MISTAKE_POLICIES
 
 
 def test_protocol_rejects_bad_settings_and_prints_itself():
@@ -22,6 +31,18 @@ def test_protocol_rejects_bad_settings_and_prints_itself():
     assert "noisy_share: 0.5" in text and all(m in text for m in MISTAKES)
 
 
+def test_the_v2_plan_names_every_arm_and_reward_model_once():
+    assert DEFAULT_PROTOCOL.version == 2 and DEFAULT_PROTOCOL.last_span_end == "first_success"
+    with pytest.raises(ValueError, match=r"last_span_end should be one of \['first_success', 'last_frame'\]"):
+        Protocol(last_span_end="end")
+    assert {(m, f) for m, f in LABEL_POLICIES} == {(m, f) for m in MISTAKE_POLICIES for f in FAILURE_POLICIES}
+    assert len(set(EVALUATION_V2.methods)) == len(EVALUATION_V2.methods) == 11
+    assert EVALUATION_V2.train_seeds == (0, 1, 2, 3, 4) and EVALUATION_V2.rollouts == 50
+    assert sarm_model_name("hold", "truncate") in REWARD_MODELS_V2 == EVALUATION_V2.reward_models
+    for model in ("linear_time", "rewind_single", "sarm_best", "sarm_ignore_keep"):
+        assert {f"rabc_sampler_{model}", f"rabc_loss_{model}"} <= set(EVALUATION_V2.methods)
+
+
 def test_annotation_spans_follow_the_running_maximum_of_the_stage():
     stage = np.array([0, 0, 1, 1, 2, 2, 1, 1, 2, 2])  # a drop in the middle stays in "transport"
     names, starts, ends = annotation_spans(stage)
@@ -30,6 +51,41 @@ def test_annotation_spans_follow_the_running_maximum_of_the_stage():
     assert names == ["reach", "grasp"] and starts == [0, 2] and ends == [1, 4]
     names, starts, ends = annotation_spans(np.array([0, 0, 2, 2]))  # grasp skipped within one step
     assert names == ["reach", "transport"] and starts == [0, 2] and ends == [1, 3]
+
+
+def test_a_success_ends_its_last_span_at_the_first_success():
+    stage = np.array([0, 0, 1, 1, 2, 2, 2, 2, 2, 2])  # success at frame 6, recording goes on to 9
+    names, starts, ends = annotation_spans(stage, end=6)
+    assert names == list(STAGES) and starts == [0, 2, 4] and ends == [1, 3, 6]
+    assert annotation_spans(stage, end=2)[2] == [1, 3, 4]  # never before the last stage's start
+    assert annotation_spans(stage, end=None)[2] == [1, 3, 9]
+
+
+def _episode(progress, mistake=None, span=None):
+    n = len(progress)
+    return Episode(
+        task="pick-place-v3",
+        episode=0,
+        states=np.zeros((n, 39), np.float32),
+        actions=np.zeros((n, 4), np.float32),
+        images=None,
+        stage=np.zeros(n, np.int64),
+        progress=np.asarray(progress, np.float32),
+        success=True,
+        first_success=None,
+        mistake=mistake,
+        mistake_span=span,
+    )
+
+
+def test_mistake_record_covers_the_injected_segment_and_the_recovery():
+    assert mistake_record(_episode([0.1, 0.2, 0.3])) == []
+    pause = _episode([0.1, 0.2, 0.2, 0.2, 0.3, 0.4], "pause", (1, 4))  # frames 1..3 injected
+    assert mistake_record(pause) == [("pause", 1, 3)]
+    drop = _episode([0.1, 0.5, 0.4, 0.2, 0.3, 0.45, 0.5, 0.6], "drop_regrasp", (1, 3))
+    assert mistake_record(drop) == [("drop_regrasp", 1, 5)]  # back at 0.5 on frame 6
+    lost = _episode([0.1, 0.5, 0.2, 0.1, 0.2], "random", (1, 3))
+    assert mistake_record(lost) == [("random", 1, 4)]  # never recovers: to the last frame
 
 
 def _states(hand, obj, grip, goal=(0.0, 0.3, 0.0)):
@@ -87,6 +143,8 @@ def test_each_mistake_is_injected_and_labelled(kind):
             assert not segment[:, :3].any()
         if kind == "drop_regrasp":
             assert (segment[:, 3] == -1).all() and ep.stage[start] == 2  # it starts while carrying
+        ((recorded, first, last),) = mistake_record(ep)
+        assert recorded == kind and first == start and end - 1 <= last < len(ep.states)
     if kind == "drop_regrasp":
         assert any((np.diff(ep.stage) < 0).any() for ep in episodes)  # the stage regresses
 

@@ -24,6 +24,7 @@ def test_the_worked_behavior_example_runs(tmp_path, monkeypatch):
     skills = [s["skill_description"][0] for s in episode["skill_annotation"]]
     assert skills.count("move to") >= 5 and len(skills) >= 15  # repeated navigation, as in BEHAVIOR
     code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(code) == 1
+    assert len(code) == 2  # the BEHAVIOR example, the mistake and failure policies
     monkeypatch.chdir(tmp_path)
-    exec(compile(code[0], str(DOC), "exec"), {"__name__": "docs_labels"})
+    for block in code:
+        exec(compile(block, str(DOC), "exec"), {"__name__": "docs_labels"})
