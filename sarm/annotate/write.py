@@ -21,22 +21,13 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-import pyarrow as pa
-
-from sarm.data.episode_columns import ColumnsWritten, write_episode_columns
+from sarm.data.edit import EpisodesWritten, write_episode_columns
 from sarm.labels.annotations import read_lerobot_annotations, read_spans
 from sarm.labels.proportions import temporal_proportions
 
-__all__ = ["COLUMN_TYPES", "spans_path", "write_json", "write_spans_files", "write_to_dataset"]
+__all__ = ["spans_path", "write_json", "write_spans_files", "write_to_dataset"]
 
-_FIELDS = {
-    "names": pa.string(),
-    "start_times": pa.float64(),
-    "end_times": pa.float64(),
-    "start_frames": pa.int64(),
-    "end_frames": pa.int64(),
-}
-COLUMN_TYPES = {f"{h}_subtask_{f}": pa.list_(t) for h in ("sparse", "dense") for f, t in _FIELDS.items()}
+_FIELDS = ("names", "start_times", "end_times", "start_frames", "end_frames")
 
 
 def write_json(path: str | os.PathLike, value, indent: int = 2) -> Path:
@@ -57,18 +48,19 @@ def write_to_dataset(
     results: Mapping[int, dict],
     heads: Mapping[str, list[str]],
     lengths: Mapping[int, int],
-) -> tuple[ColumnsWritten, list[Path]]:
+) -> tuple[EpisodesWritten, list[Path]]:
     """Write the annotated `results` of `heads` ({head: names in order}) and the proportions files.
 
     Returns what `write_episode_columns` wrote and the proportions files written.
     """
     root = Path(root)
-    values = {
-        int(ep): {f"{head}_subtask_{f}": result["heads"][head][f] for head in heads for f in _FIELDS}
-        for ep, result in results.items()
-        if result.get("status") == "annotated"
+    annotated = {int(ep): r["heads"] for ep, r in results.items() if r.get("status") == "annotated"}
+    columns = {
+        f"{head}_subtask_{f}": {ep: h[head][f] for ep, h in sorted(annotated.items())}
+        for head in heads
+        for f in _FIELDS
     }
-    written = write_episode_columns(root, values, COLUMN_TYPES)
+    written = write_episode_columns(root, columns)
     proportions = []
     for head, names in heads.items():
         with warnings.catch_warnings():

@@ -5,7 +5,8 @@
 
 `dataset` (episodes, frames, tasks), `layout` (the on-disk layout of each version), `video` (PyAV
 decoding), `writer` (LeRobot v3.0 datasets with SARM annotation columns), `stats` (their stats.json)
-and `episode_columns` (set columns of an existing dataset's meta/episodes, atomically, with a backup).
+and `edit` (set columns of an existing dataset's meta/episodes: atomic, backed up, refused when
+stale).
 """
 
 from sarm.data.dataset import DatasetError, LeRobotDataset, MissingVideoError, open_dataset

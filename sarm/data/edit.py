@@ -3,7 +3,8 @@ when the files changed since they were read.
 
     token = episodes_token(root)                          # when the editor reads the dataset
     cols = episode_columns(mistakes={60: [("drop", 40, 55)]}, outcomes={60: "failure"})  # sarm.labels.records
-    token = write_episode_columns(root, cols, token=token)   # -> the token of the files as now written
+    written = write_episode_columns(root, cols, token=token)  # .token: the files' token as now written
+    written.files, written.backup                            # the rewritten files; where originals went
 
 `columns` is any `{column: {episode_index: value}}`: annotation columns (`sarm.labels.records`:
 `{sparse,dense}_subtask_*`, `mistake_*`, `outcome`) or others. Episodes not named keep their value; a
@@ -36,7 +37,13 @@ from sarm.data.errors import DatasetError
 from sarm.data.files import read_json, read_parquet
 from sarm.labels.records import COLUMN_TYPES
 
-__all__ = ["EpisodesToken", "StaleEpisodesError", "episodes_token", "write_episode_columns"]
+__all__ = [
+    "EpisodesToken",
+    "EpisodesWritten",
+    "StaleEpisodesError",
+    "episodes_token",
+    "write_episode_columns",
+]
 
 _PROTECTED = ("episode_index", "length", "tasks", "dataset_from_index", "dataset_to_index")
 
@@ -50,6 +57,16 @@ class EpisodesToken:
     """What the episodes files were when read: (path relative to the root, size, mtime_ns, sha256)."""
 
     files: tuple[tuple[str, int, int, str], ...]
+
+
+@dataclass(frozen=True)
+class EpisodesWritten:
+    """What `write_episode_columns` did: the files' token after the write, the files it rewrote, and the
+    folder holding copies of their originals (None without a backup or when nothing was rewritten)."""
+
+    token: EpisodesToken
+    files: list[Path]
+    backup: Path | None
 
 
 def _files(root: Path) -> list[Path]:
@@ -131,11 +148,11 @@ def _column(table: pa.Table, name: str, values: Mapping[int, Any], episodes: lis
 
 def write_episode_columns(
     root, columns: Mapping[str, Mapping[int, Any]], *, token: EpisodesToken | None = None, backup: bool = True
-) -> EpisodesToken:
+) -> EpisodesWritten:
     """Set `columns` ({column: {episode_index: value}}) in `root`'s meta/episodes files (module
-    docstring); returns the token of the files after the write. Refuses columns LeRobot uses to find
-    data (`episode_index`, `length`, `tasks`, `dataset_{from,to}_index`), `stats/*` and `data/`,
-    `videos/` or `meta/` columns, and episodes that are not in the dataset."""
+    docstring); returns the files' new token, the files rewritten and the backup folder. Refuses
+    columns LeRobot uses to find data (`episode_index`, `length`, `tasks`, `dataset_{from,to}_index`),
+    `stats/*` and `data/`, `videos/` or `meta/` columns, and episodes that are not in the dataset."""
     root = Path(root)
     files = _files(root)
     now = EpisodesToken(tuple(_fingerprint(root, f) for f in files))
@@ -161,6 +178,11 @@ def write_episode_columns(
         raise ValueError(f"episodes {missing[:10]} are not in `{root}` (it has {len(where)} episodes)")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     backups = root / "meta" / "backups" / f"episodes-{stamp}"
+    for n in range(2, 10_000):  # a second write within the same second keeps the first one's backup
+        if not backups.exists():
+            break
+        backups = root / "meta" / "backups" / f"episodes-{stamp}-{n}"
+    rewritten = []
     for file, table in zip(files, tables, strict=True):
         episodes = table.column("episode_index").to_pylist()
         if not named & set(episodes):
@@ -176,4 +198,5 @@ def write_episode_columns(
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(file, target)
         _write_atomic(table, file)
-    return episodes_token(root)
+        rewritten.append(file)
+    return EpisodesWritten(episodes_token(root), rewritten, backups if backup and rewritten else None)

@@ -84,7 +84,7 @@ def test_frames_go_as_images_after_their_times(annotated):
 
 def test_the_originals_are_backed_up_and_proportions_and_pngs_written(annotated):
     root, _, _, original = annotated
-    backups = list((root / "meta/backup").glob("episodes-*/chunk-000/file-000.parquet"))
+    backups = list((root / "meta/backups").glob("episodes-*/chunk-000/file-000.parquet"))
     assert len(backups) == 1 and backups[0].read_bytes() == original
     proportions = json.loads((root / "meta/temporal_proportions_sparse.json").read_text())
     assert list(proportions) == ["a", "b", "c"] and sum(proportions.values()) == pytest.approx(1)
@@ -105,7 +105,7 @@ def test_dense_only_writes_a_single_task_sparse_stage_into_a_spans_file(tmp_path
         0: [Span("x", 0, 15), Span("y", 15, 29)],
         1: [Span("x", 0, 10), Span("y", 10, 19)],
     }
-    assert not (root / "meta/backup").exists()  # the dataset is left alone
+    assert not (root / "meta/backups").exists()  # the dataset is left alone
     printed = capsys.readouterr().out
     assert "2 annotated, 0 failed" in printed and "mean spans per episode: sparse 1.00, dense 2.00" in printed
     assert (

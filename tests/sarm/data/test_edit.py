@@ -54,7 +54,7 @@ def test_write_episode_columns_round_trip_with_a_backup(tmp_path):
         fps=10,
     )
     cols["reviewer"] = {2: "ana"}  # any column, not only annotations
-    new = write_episode_columns(root, cols, token=token)
+    new = write_episode_columns(root, cols, token=token).token
     assert new == episodes_token(root) and new != token
     assert read_lerobot_annotations(root)[1] == [("reach", 0, 14), ("grasp", 15, 29)]
     assert read_lerobot_annotations(root)[0] == [("reach", 0, 9), ("grasp", 10, 19)]  # untouched
@@ -101,3 +101,47 @@ def test_bad_datasets_and_columns_are_refused(tmp_path):
     (root / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v2.1"}))
     with pytest.raises(DatasetError, match=r"codebase 'v2.1'; writing episode columns needs v3.0"):
         episodes_token(root)
+
+
+def _split_dataset(root):
+    """A v3.0 layout with two episodes files, as LeRobot splits meta/episodes: 0-1 in file-000, 2-4 in
+    file-001."""
+    import pyarrow as pa
+
+    folder = root / "meta" / "episodes" / "chunk-000"
+    folder.mkdir(parents=True)
+    (root / "meta" / "info.json").write_text(json.dumps({"codebase_version": "v3.0"}))
+    pq.write_table(pa.table({"episode_index": [0, 1], "length": [10, 11]}), folder / "file-000.parquet")
+    table = pa.table({"episode_index": [2, 3, 4], "length": [12, 13, 14], "note": [["x"], None, ["z"]]})
+    pq.write_table(table, folder / "file-001.parquet")
+    return root
+
+
+def test_rows_are_found_by_episode_index_in_every_file_and_other_values_are_kept(tmp_path):
+    root = _split_dataset(tmp_path)
+    # episode 3 is row 1 of file-001: LeRobot's `file_df.at[ep_idx, col]` would write row 3 instead
+    written = write_episode_columns(root, {"note": {3: ["new"]}, "tag": {0: ["a", "b"]}})
+    assert [p.name for p in written.files] == ["file-000.parquet", "file-001.parquet"]
+    assert pq.read_table(root / "meta/episodes/chunk-000/file-001.parquet").to_pylist() == [
+        {"episode_index": 2, "length": 12, "note": ["x"], "tag": None},
+        {"episode_index": 3, "length": 13, "note": ["new"], "tag": None},
+        {"episode_index": 4, "length": 14, "note": ["z"], "tag": None},
+    ]  # every rewritten file gets every column written, so the files keep one schema
+    assert pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet").to_pylist() == [
+        {"episode_index": 0, "length": 10, "note": None, "tag": ["a", "b"]},
+        {"episode_index": 1, "length": 11, "note": None, "tag": None},
+    ]
+
+
+def test_only_touched_files_are_backed_up_and_a_second_backup_never_overwrites_the_first(tmp_path):
+    root = _split_dataset(tmp_path)
+    before = (root / "meta/episodes/chunk-000/file-001.parquet").read_bytes()
+    written = write_episode_columns(root, {"note": {4: None}})
+    assert written.files == [root / "meta/episodes/chunk-000/file-001.parquet"]
+    assert written.backup.parent == root / "meta" / "backups"
+    assert (written.backup / "chunk-000/file-001.parquet").read_bytes() == before
+    assert not (written.backup / "chunk-000/file-000.parquet").exists()
+    again = write_episode_columns(root, {"note": {4: ["w"]}})  # within the same second, usually
+    assert again.backup != written.backup and again.backup.is_dir()
+    assert (written.backup / "chunk-000/file-001.parquet").read_bytes() == before
+    assert write_episode_columns(root, {"note": {4: ["v"]}}, backup=False).backup is None
