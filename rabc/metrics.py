@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auroc", "grouped_pearson", "paper_rule", "voc"]
+__all__ = ["auroc", "demo_mse", "grouped_pearson", "paper_rule", "voc"]
 
 
 def _finite_runs(values: np.ndarray, starts: np.ndarray, ends: np.ndarray):
@@ -123,3 +123,14 @@ def paper_rule(
     tail[~has] = np.nan
     success = (last > final) & (tail > last_third)
     return success, last, tail
+
+
+def demo_mse(predicted, truth, starts: np.ndarray, ends: np.ndarray, every: int = 1) -> float:
+    """Mean squared error between predicted and true progress on every `every`-th frame of each
+    episode (the paper uses 10), pooled over frames; rows where either side is NaN are left out."""
+    predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
+    if predicted.shape != truth.shape:
+        raise ValueError(f"predicted progress has shape {predicted.shape} but the labels {truth.shape}")
+    position = np.arange(len(predicted)) - np.repeat(starts, ends - starts)
+    use = (position % every == 0) & ~np.isnan(predicted) & ~np.isnan(truth)
+    return float(np.mean((predicted[use] - truth[use]) ** 2)) if use.any() else float("nan")
