@@ -144,17 +144,41 @@ def _tasks(path: str) -> dict[int, str]:
 def _episodes(args) -> int:
     scores = _scores(args)
     rows = scores.rows()
-    head = ("episode", "task", "frames", "final", "max", "max_drop", "stalled", "weight", "zero_w", "success", "score")
+    head = (
+        "episode",
+        "task",
+        "frames",
+        "final",
+        "max",
+        "max_drop",
+        "stalled",
+        "weight",
+        "zero_w",
+        "success",
+        "score",
+    )
     print(" ".join(f"{h:>9}" for h in head))
     fmt = lambda v: "nan" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     for r in rows[: args.top]:
-        values = [r["episode_index"], (r["task"] or "-")[:9], r["num_frames"], r["final_progress"],
-                  r["max_progress"], r["max_drop"], r["stalled_fraction"], r["mean_weight"],
-                  r["zero_weight_fraction"], r["predicted_success"], r["score"]]
+        values = [
+            r["episode_index"],
+            (r["task"] or "-")[:9],
+            r["num_frames"],
+            r["final_progress"],
+            r["max_progress"],
+            r["max_drop"],
+            r["stalled_fraction"],
+            r["mean_weight"],
+            r["zero_weight_fraction"],
+            r["predicted_success"],
+            r["score"],
+        ]
         print(" ".join(f"{fmt(v):>9}" for v in values))
     failures = sum(not r["predicted_success"] for r in rows)
-    print(f"\n{len(rows)} episodes, worst first ({min(args.top, len(rows))} shown); "
-          f"{failures} predicted failures by the paper's rule")
+    print(
+        f"\n{len(rows)} episodes, worst first ({min(args.top, len(rows))} shown); "
+        f"{failures} predicted failures by the paper's rule"
+    )
     for path in (args.output, args.json):
         if path:
             scores.write(path if path == args.output else Path(path).with_suffix(".json"))
@@ -172,8 +196,10 @@ def _curate(args) -> int:
     print(f"drop {len(result['drop'])} of {result['num_episodes']} episodes by {', '.join(args.drop)}")
     if result["lerobot_command"]:
         print(f"to delete them in LeRobot: {result['lerobot_command']}")
-    print(f"to weight them 0 instead: rabc weights {args.progress} --chunk-size {args.chunk_size} "
-          f"--drop-episodes {args.output} -o rabc_weights.parquet")
+    print(
+        f"to weight them 0 instead: rabc weights {args.progress} --chunk-size {args.chunk_size} "
+        f"--drop-episodes {args.output} -o rabc_weights.parquet"
+    )
     print(f"wrote {args.output}")
     return 0
 
@@ -313,12 +339,24 @@ def _parser() -> argparse.ArgumentParser:
     def scoring(p: argparse.ArgumentParser) -> None:
         common(p)
         p.add_argument("--tasks", help="JSON {episode_index: task}: rank episodes within their task")
-        p.add_argument("--stall-threshold", type=float, default=0.01,
-                       help="a frame is stalled when |delta over the chunk| <= this (default 0.01)")
-        p.add_argument("--success-final", type=float, default=0.8,
-                       help="paper's rule: final progress above this (default 0.8)")
-        p.add_argument("--success-last-third", type=float, default=0.6,
-                       help="paper's rule: mean over the last third above this (default 0.6)")
+        p.add_argument(
+            "--stall-threshold",
+            type=float,
+            default=0.01,
+            help="a frame is stalled when |delta over the chunk| <= this (default 0.01)",
+        )
+        p.add_argument(
+            "--success-final",
+            type=float,
+            default=0.8,
+            help="paper's rule: final progress above this (default 0.8)",
+        )
+        p.add_argument(
+            "--success-last-third",
+            type=float,
+            default=0.6,
+            help="paper's rule: mean over the last third above this (default 0.6)",
+        )
 
     p = sub.add_parser("episodes", help="one quality row per episode, worst first (table, parquet/csv, JSON)")
     scoring(p)
@@ -329,8 +367,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("curate", help="a drop list from explicit rules, with reasons and LeRobot's command")
     scoring(p)
-    p.add_argument("--drop", action="append", required=True,
-                   help="predicted-failures | worst:K | below:SCORE | max-drop:X | list:FILE (repeatable)")
+    p.add_argument(
+        "--drop",
+        action="append",
+        required=True,
+        help="predicted-failures | worst:K | below:SCORE | max-drop:X | list:FILE (repeatable)",
+    )
     p.add_argument("-o", "--output", required=True, help="output JSON")
     p.add_argument("--repo-id", default="<repo_id>", help="dataset repo id for the lerobot-edit-dataset line")
     p.set_defaults(run=_curate)

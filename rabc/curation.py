@@ -42,7 +42,9 @@ def read_drop_list(path) -> list[int]:
         data = [t for t in re.split(r"[\s,]+", text.strip()) if t]
     if isinstance(data, dict):
         if "drop" not in data:
-            raise ValueError(f"drop list `{path}` is a JSON object without a `drop` key; write it with `rabc curate`")
+            raise ValueError(
+                f"drop list `{path}` is a JSON object without a `drop` key; write it with `rabc curate`"
+            )
         data = data["drop"]
     if not isinstance(data, list):
         raise ValueError(f"drop list `{path}` should hold a list of episode indices")
@@ -62,14 +64,18 @@ def _number(rule: str, text: str, kind=float):
     try:
         return kind(text)
     except ValueError:
-        raise ValueError(f"--drop {rule}: {text!r} is not a {'whole number' if kind is int else 'number'}") from None
+        raise ValueError(
+            f"--drop {rule}: {text!r} is not a {'whole number' if kind is int else 'number'}"
+        ) from None
 
 
 def curate(scores: EpisodeScores, rules, repo_id: str = "<repo_id>") -> dict:
     """Apply `rules` to `scores`; returns the JSON-ready result (drop, keep, rules, reasons, command)."""
     rules = list(rules)
     if not rules:
-        raise ValueError("no --drop rule given: dropping is always explicit; choose among " + ", ".join(RULES))
+        raise ValueError(
+            "no --drop rule given: dropping is always explicit; choose among " + ", ".join(RULES)
+        )
     episodes = scores["episode_index"]
     known = set(episodes.tolist())
     score = scores["score"]
@@ -82,7 +88,10 @@ def curate(scores: EpisodeScores, rules, repo_id: str = "<repo_id>") -> dict:
     for rule in rules:
         name, _, arg = rule.partition(":")
         if rule == "predicted-failures":
-            add(~scores["predicted_success"], lambda i: f"predicted failure (final progress {scores['final_progress'][i]:.3g})")
+            add(
+                ~scores["predicted_success"],
+                lambda i: f"predicted failure (final progress {scores['final_progress'][i]:.3g})",
+            )
         elif name == "worst" and arg:
             k = _number(rule, arg, int)
             if k <= 0:
@@ -94,20 +103,26 @@ def curate(scores: EpisodeScores, rules, repo_id: str = "<repo_id>") -> dict:
                 worst = rows[np.lexsort((episodes[rows], score[rows]))][:k]
                 mask[worst] = True
             per = " in its task" if scores["task"][0] is not None else ""
-            add(mask, lambda i: f"worst:{k}: score {score[i]:.3g}, rank {int(scores['rank'][i])}{per}")
+            add(
+                mask,
+                lambda i, k=k, per=per: (
+                    f"worst:{k}: score {score[i]:.3g}, rank {int(scores['rank'][i])}{per}"
+                ),
+            )
         elif name == "below" and arg:
             x = _number(rule, arg)
-            add(score < x, lambda i: f"below:{x:g}: score {score[i]:.3g}")
+            add(score < x, lambda i, x=x: f"below:{x:g}: score {score[i]:.3g}")
         elif name == "max-drop" and arg:
             x = _number(rule, arg)
-            add(scores["max_drop"] > x, lambda i: f"max-drop:{x:g}: drop {scores['max_drop'][i]:.3g}")
+            add(scores["max_drop"] > x, lambda i, x=x: f"max-drop:{x:g}: drop {scores['max_drop'][i]:.3g}")
         elif name == "list" and arg:
             listed = read_drop_list(arg)
             unknown = [e for e in listed if e not in known]
             if unknown:
                 raise ValueError(
-                    f"--drop {rule}: episode(s) {unknown[:10]} ({len(unknown)} in all) are not in the progress "
-                    f"file (it has {len(known)} episodes, {min(known)}..{max(known)}); fix the list"
+                    f"--drop {rule}: episode(s) {unknown[:10]} ({len(unknown)} in all) are not in "
+                    f"the progress file (it has {len(known)} episodes, {min(known)}..{max(known)})"
+                    "; fix the list"
                 )
             add(np.isin(episodes, listed), f"listed in {arg}")
         else:
@@ -128,5 +143,5 @@ def lerobot_command(drop: list[int], repo_id: str = "<repo_id>") -> str:
     """LeRobot's command line that deletes `drop` into a new dataset (the original is left as it is)."""
     return (
         f"lerobot-edit-dataset --repo_id {repo_id} --new_repo_id {repo_id}_curated "
-        f"--operation.type delete_episodes --operation.episode_indices \"{list(drop)}\""
+        f'--operation.type delete_episodes --operation.episode_indices "{list(drop)}"'
     )

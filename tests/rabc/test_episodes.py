@@ -86,7 +86,7 @@ def test_scores_known_answers():
     assert s["score"][0] == pytest.approx((1 - 1 / L), abs=1e-6)
     assert s["score"][0] == s["score"].max() and s["score"][3] == s["score"].min()
     assert s["rank"][0] == 1 and s["percentile"][0] == 100 and s["percentile"][3] == 0
-    assert [r["episode_index"] for r in s.rows()][0] == 3  # worst first
+    assert s.rows()[0]["episode_index"] == 3  # worst first
     w = RABCWeights.from_progress(_table(), 5)
     assert s["mean_weight"][2] == pytest.approx(w.weights[2 * L : 3 * L].mean())
 
@@ -111,7 +111,7 @@ def test_curate_rules_and_reasons(tmp_path):
     s = score_episodes(_table(), chunk_size=5)
     r = curate(s, ["predicted-failures"])
     assert r["drop"] == [3] and r["keep"] == [0, 1, 2] and "predicted failure" in r["reasons"]["3"][0]
-    assert "--operation.type delete_episodes --operation.episode_indices \"[3]\"" in r["lerobot_command"]
+    assert '--operation.type delete_episodes --operation.episode_indices "[3]"' in r["lerobot_command"]
     assert curate(s, ["worst:2"])["drop"] == [2, 3]
     assert curate(s, ["max-drop:0.2"])["drop"] == [2]
     assert curate(s, ["below:0"])["drop"] == [] and curate(s, ["below:0"])["lerobot_command"] is None
@@ -142,8 +142,19 @@ def test_other_reward_models_schema(tmp_path):
     pq.write_table(_table(metadata={b"reward_model_path": b"robometer/v1"}), path)
     assert main(["episodes", str(path), "--chunk-size", "5", "--json", str(tmp_path / "e.json")]) == 0
     rows = json.loads((tmp_path / "e.json").read_text())
-    keys = {"episode_index", "task", "num_frames", "final_progress", "max_progress", "max_drop",
-            "stalled_fraction", "mean_weight", "zero_weight_fraction", "predicted_success", "score"}
+    keys = {
+        "episode_index",
+        "task",
+        "num_frames",
+        "final_progress",
+        "max_progress",
+        "max_drop",
+        "stalled_fraction",
+        "mean_weight",
+        "zero_weight_fraction",
+        "predicted_success",
+        "score",
+    }
     assert keys <= set(rows[0]) and rows[0]["episode_index"] == 3
 
 
@@ -151,10 +162,25 @@ def test_cli_curate_then_weights(tmp_path, capsys):
     path = tmp_path / "p.parquet"
     pq.write_table(_table(), path)
     out = tmp_path / "drop.json"
-    assert main(["curate", str(path), "--chunk-size", "5", "--drop", "predicted-failures", "-o", str(out)]) == 0
+    assert (
+        main(["curate", str(path), "--chunk-size", "5", "--drop", "predicted-failures", "-o", str(out)]) == 0
+    )
     assert read_drop_list(out) == [3]
-    assert main(["weights", str(path), "--chunk-size", "5", "--drop-episodes", str(out),
-                 "-o", str(tmp_path / "w.parquet")]) == 0
+    assert (
+        main(
+            [
+                "weights",
+                str(path),
+                "--chunk-size",
+                "5",
+                "--drop-episodes",
+                str(out),
+                "-o",
+                str(tmp_path / "w.parquet"),
+            ]
+        )
+        == 0
+    )
     assert (RABCWeights.load(tmp_path / "w.parquet").weights[3 * L :] == 0).all()
     capsys.readouterr()
     assert main(["curate", str(path), "--chunk-size", "5", "--drop", "worst:x", "-o", str(out)]) == 2
