@@ -114,16 +114,25 @@ def _diagnose(args) -> int:
 def _scores(args):
     from rabc.episodes import score_episodes
 
-    w = _build(args)
-    if not isinstance(args.progress, str) or _is_weights_file(Path(args.progress)):
+    if _is_weights_file(Path(args.progress)):
         raise ValueError("PROGRESS should be a progress file (scores need the progress itself), not weights")
-    table = read_progress(args.progress, heads=[args.head], sort=args.sort)
-    tasks = _tasks(args.tasks) if args.tasks else None
+    if args.chunk_size is None:
+        raise ValueError("--chunk-size is required: the policy's action chunk length")
+    table = read_progress(args.progress, heads=[args.head], sort=args.sort, progress_bar=True)
+    w = RABCWeights.from_progress(
+        table,
+        args.chunk_size,
+        kappa=0.01 if args.kappa is None else _kappa(args.kappa),
+        head=args.head,
+        stats=args.stats,
+        fallback_weight=args.fallback_weight,
+        target_mean_weight=args.target_mean_weight,
+    )
     return score_episodes(
         table,
         args.chunk_size,
         head=args.head,
-        tasks=tasks,
+        tasks=_tasks(args.tasks) if args.tasks else None,
         stall_threshold=args.stall_threshold,
         success_final=args.success_final,
         success_last_third=args.success_last_third,
