@@ -119,15 +119,7 @@ def _scores(args):
     if args.chunk_size is None:
         raise ValueError("--chunk-size is required: the policy's action chunk length")
     table = read_progress(args.progress, heads=[args.head], sort=args.sort, progress_bar=True)
-    w = RABCWeights.from_progress(
-        table,
-        args.chunk_size,
-        kappa=0.01 if args.kappa is None else _kappa(args.kappa),
-        head=args.head,
-        stats=args.stats,
-        fallback_weight=args.fallback_weight,
-        target_mean_weight=args.target_mean_weight,
-    )
+    w = _from_table(table, args)
     return score_episodes(
         table,
         args.chunk_size,
@@ -248,6 +240,10 @@ def _build(args) -> RABCWeights:
         from rabc.curation import read_drop_list
 
         drop = read_drop_list(drop)
+    return _from_table(table, args, drop)
+
+
+def _from_table(table, args, drop=None) -> RABCWeights:
     return RABCWeights.from_progress(
         table,
         args.chunk_size,
