@@ -3,6 +3,9 @@
 rabc weights sarm_progress.parquet --chunk-size 50 --kappa auto -o rabc_weights.parquet
 rabc diagnose sarm_progress.parquet --chunk-size 50 --plot rabc_diagnostics.png
 rabc demo --out rabc_demo        # both, on a small progress file shipped with the package
+rabc episodes sarm_progress.parquet --chunk-size 50 -o episodes.csv          # scores, worst first
+rabc curate sarm_progress.parquet --chunk-size 50 --drop worst:5 -o drop.json
+rabc weights sarm_progress.parquet --chunk-size 50 --drop-episodes drop.json -o rabc_weights.parquet
 """
 
 from __future__ import annotations
@@ -69,11 +72,12 @@ def _check_paths(args) -> None:
     if args.command == "demo":
         check_output_dir(args.out, "--out")
         return
-    outputs = (
-        {"-o/--output": args.output}
-        if args.command == "weights"
-        else {"--plot": args.plot, "--json": args.json}
-    )
+    outputs = {
+        "weights": lambda: {"-o/--output": args.output},
+        "diagnose": lambda: {"--plot": args.plot, "--json": args.json},
+        "episodes": lambda: {"-o/--output": args.output, "--json": args.json},
+        "curate": lambda: {"-o/--output": args.output},
+    }[args.command]()
     refuse_overwrite({"PROGRESS": args.progress}, outputs)
     for flag, path in outputs.items():
         if path is not None:
@@ -107,6 +111,100 @@ def _diagnose(args) -> int:
     return 0
 
 
+def _scores(args):
+    from rabc.episodes import score_episodes
+
+    if _is_weights_file(Path(args.progress)):
+        raise ValueError("PROGRESS should be a progress file (scores need the progress itself), not weights")
+    if args.chunk_size is None:
+        raise ValueError("--chunk-size is required: the policy's action chunk length")
+    table = read_progress(args.progress, heads=[args.head], sort=args.sort, progress_bar=True)
+    w = _from_table(table, args)
+    return score_episodes(
+        table,
+        args.chunk_size,
+        head=args.head,
+        tasks=_tasks(args.tasks) if args.tasks else None,
+        stall_threshold=args.stall_threshold,
+        success_final=args.success_final,
+        success_last_third=args.success_last_third,
+        weights=w,
+    )
+
+
+def _tasks(path: str) -> dict[int, str]:
+    try:
+        data = json.loads(Path(path).read_text())
+        return {int(k): str(v) for k, v in data.items()}
+    except (OSError, ValueError, AttributeError) as err:
+        raise ValueError(
+            f"--tasks `{path}` should be a JSON object {{episode_index: task}} ({err})"
+        ) from None
+
+
+def _episodes(args) -> int:
+    scores = _scores(args)
+    rows = scores.rows()
+    head = (
+        "episode",
+        "task",
+        "frames",
+        "final",
+        "max",
+        "max_drop",
+        "stalled",
+        "weight",
+        "zero_w",
+        "success",
+        "score",
+    )
+    print(" ".join(f"{h:>9}" for h in head))
+    fmt = lambda v: "nan" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    for r in rows[: args.top]:
+        values = [
+            r["episode_index"],
+            (r["task"] or "-")[:9],
+            r["num_frames"],
+            r["final_progress"],
+            r["max_progress"],
+            r["max_drop"],
+            r["stalled_fraction"],
+            r["mean_weight"],
+            r["zero_weight_fraction"],
+            r["predicted_success"],
+            r["score"],
+        ]
+        print(" ".join(f"{fmt(v):>9}" for v in values))
+    failures = sum(not r["predicted_success"] for r in rows)
+    print(
+        f"\n{len(rows)} episodes, worst first ({min(args.top, len(rows))} shown); "
+        f"{failures} predicted failures by the paper's rule"
+    )
+    for path in (args.output, args.json):
+        if path:
+            scores.write(path if path == args.output else Path(path).with_suffix(".json"))
+            print(f"wrote {path}")
+    return 0
+
+
+def _curate(args) -> int:
+    from rabc.curation import curate
+
+    result = curate(_scores(args), args.drop, repo_id=args.repo_id)
+    result = {"progress": str(args.progress), "chunk_size": args.chunk_size, **result}
+    text = json.dumps(result, indent=1)
+    atomic_write(args.output, lambda tmp: tmp.write_text(text))
+    print(f"drop {len(result['drop'])} of {result['num_episodes']} episodes by {', '.join(args.drop)}")
+    if result["lerobot_command"]:
+        print(f"to delete them in LeRobot: {result['lerobot_command']}")
+    print(
+        f"to weight them 0 instead: rabc weights {args.progress} --chunk-size {args.chunk_size} "
+        f"--drop-episodes {args.output} -o rabc_weights.parquet"
+    )
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _demo(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,6 +235,15 @@ def _build(args) -> RABCWeights:
     if args.chunk_size is None:
         raise ValueError("--chunk-size is required with a progress file: the policy's action chunk length")
     table = read_progress(source, heads=[args.head], sort=args.sort, progress_bar=True)
+    drop = getattr(args, "drop_episodes", None)
+    if drop:
+        from rabc.curation import read_drop_list
+
+        drop = read_drop_list(drop)
+    return _from_table(table, args, drop)
+
+
+def _from_table(table, args, drop=None) -> RABCWeights:
     return RABCWeights.from_progress(
         table,
         args.chunk_size,
@@ -145,6 +252,7 @@ def _build(args) -> RABCWeights:
         stats=args.stats,
         fallback_weight=args.fallback_weight,
         target_mean_weight=args.target_mean_weight,
+        drop_episodes=drop,
     )
 
 
@@ -227,7 +335,52 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("weights", help="compute per-frame RA-BC weights and write a weights parquet")
     common(p)
     p.add_argument("-o", "--output", required=True, help="output weights parquet")
+    p.add_argument(
+        "--drop-episodes",
+        help="drop list (`rabc curate` output, or a JSON list): those episodes get weight 0",
+    )
     p.set_defaults(run=_weights)
+
+    def scoring(p: argparse.ArgumentParser) -> None:
+        common(p)
+        p.add_argument("--tasks", help="JSON {episode_index: task}: rank episodes within their task")
+        p.add_argument(
+            "--stall-threshold",
+            type=float,
+            default=0.01,
+            help="a frame is stalled when |delta over the chunk| <= this (default 0.01)",
+        )
+        p.add_argument(
+            "--success-final",
+            type=float,
+            default=0.8,
+            help="paper's rule: final progress above this (default 0.8)",
+        )
+        p.add_argument(
+            "--success-last-third",
+            type=float,
+            default=0.6,
+            help="paper's rule: mean over the last third above this (default 0.6)",
+        )
+
+    p = sub.add_parser("episodes", help="one quality row per episode, worst first (table, parquet/csv, JSON)")
+    scoring(p)
+    p.add_argument("-o", "--output", help="write every episode to .parquet or .csv")
+    p.add_argument("--json", help="write every episode as a JSON list")
+    p.add_argument("--top", type=int, default=20, help="rows of the printed table (default 20)")
+    p.set_defaults(run=_episodes)
+
+    p = sub.add_parser("curate", help="a drop list from explicit rules, with reasons and LeRobot's command")
+    scoring(p)
+    p.add_argument(
+        "--drop",
+        action="append",
+        required=True,
+        help="predicted-failures | worst:K | below:SCORE | max-drop:X | list:FILE (repeatable)",
+    )
+    p.add_argument("-o", "--output", required=True, help="output JSON")
+    p.add_argument("--repo-id", default="<repo_id>", help="dataset repo id for the lerobot-edit-dataset line")
+    p.set_defaults(run=_curate)
 
     p = sub.add_parser("diagnose", help="delta statistics, weight fractions, a verdict and kappa suggestions")
     common(p)

@@ -65,6 +65,7 @@ class RABCWeights:
         group_of_row=None,
         group_stats=None,
         source="<arrays>",
+        drop_episodes=None,
     ):
         check_fallback(fallback_weight)
         check_arrays(source, index=index, episode_index=episode_index, deltas=deltas, weights=weights)
@@ -77,6 +78,7 @@ class RABCWeights:
         self.delta_mean, self.delta_std = delta_mean, delta_std
         self.group_of_row, self.group_stats = group_of_row, group_stats or {}
         self.source = source
+        self.drop_episodes = sorted(int(e) for e in drop_episodes) if drop_episodes else None
         self.num_fallback = int(np.isnan(deltas).sum())
         self.num_missing_lookups = 0  # indices absent from the file that took fallback_weight
         self._dense = bool(len(index) and index[-1] - index[0] == len(index) - 1)
@@ -93,6 +95,7 @@ class RABCWeights:
         stats: str = "global",
         groups: Mapping[int, Hashable] | None = None,
         target_mean_weight: float = DEFAULT_TARGET_MEAN_WEIGHT,
+        drop_episodes=None,
     ) -> RABCWeights:
         """Weights from a progress file (path), a `pyarrow.Table` or a `ProgressTable`.
 
@@ -107,6 +110,10 @@ class RABCWeights:
                 not clamped at the episode end; those near-end deltas shrink to 0 and bias mu down).
             groups: optional episode -> group (e.g. task) mapping: mu and sigma are then computed per
                 group, so a slow task's frames are judged against that task's pace.
+            drop_episodes: episode indices (e.g. `rabc.curation.read_drop_list("curation.json")`)
+                whose frames get weight 0, so a trainer never learns from them without rewriting the
+                dataset; the delta statistics still cover every episode. An episode absent from the
+                file is an error.
         """
         check_fallback(fallback_weight)
         table = progress if isinstance(progress, ProgressTable) else read_progress(progress, heads=[head])
@@ -151,6 +158,7 @@ class RABCWeights:
             group_of_row=group_of_row,
             group_stats=group_stats,
             source=table.source,
+            drop_episodes=_check_drop(drop_episodes, table),
         )
         w.weights = w._compute_weights(w.kappa)
         if auto:
@@ -316,6 +324,7 @@ class RABCWeights:
             )
         cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
         group_stats = {label: (m, s) for label, m, s in meta.pop("group_stats", [])}
+        meta.setdefault("drop_episodes", None)  # files written before drop lists existed
         unknown = sorted(set(meta) - set(_PARAMETERS))
         if unknown or set(_PARAMETERS) - set(meta):
             raise ValueError(
@@ -365,6 +374,7 @@ class RABCWeights:
             "group_of_row": self.group_of_row,
             "group_stats": self.group_stats,
             "source": self.source,
+            "drop_episodes": self.drop_episodes,
         }
 
     def _row_stats(self):
@@ -376,12 +386,29 @@ class RABCWeights:
 
     def _compute_weights(self, kappa: float) -> np.ndarray:
         mean, std = self._row_stats()
-        return eq9_weights(self.deltas, mean, std, kappa, self.epsilon, self._fallback)
+        weights = eq9_weights(self.deltas, mean, std, kappa, self.epsilon, self._fallback)
+        if self.drop_episodes:
+            weights[np.isin(self.episode_index, self.drop_episodes)] = 0.0
+        return weights
 
     @property
     def _fallback(self) -> float:
         """`fallback_weight` as a number: with None, `from_progress` has refused every NaN delta."""
         return 0.0 if self.fallback_weight is None else float(self.fallback_weight)
+
+
+def _check_drop(drop_episodes, table: ProgressTable):
+    if drop_episodes is None:
+        return None
+    drop = sorted({int(e) for e in drop_episodes})
+    have = table.episode_runs()[0]
+    unknown = sorted(set(drop) - set(have.tolist()))
+    if unknown:
+        raise ValueError(
+            f"drop_episodes names episode(s) {unknown[:10]} ({len(unknown)} in all) that are not in "
+            f"`{table.source}` ({len(have)} episodes); the drop list belongs to another progress file"
+        )
+    return drop
 
 
 _ARRAYS = ("index", "episode_index", "deltas", "weights", "group_of_row", "group_stats")

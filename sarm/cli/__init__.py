@@ -6,6 +6,7 @@
     sarm train    --cache features/ --annotations path/to/dataset --out runs/sarm
     sarm progress --model runs/sarm/model --cache features/ --output sarm_progress.parquet
     sarm viz      sarm_progress.parquet --dataset path/to/dataset --out plots/
+    sarm eval     sarm_progress.parquet --success outcomes.json  # VOC, AUROC, paper's rule, a verdict
     rabc weights  sarm_progress.parquet --chunk-size 50       # then RA-BC (the `rabc` command)
     sarm demo     --out sarm_demo                             # all of it on a small Meta-World dataset
 
@@ -17,10 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sarm.cli import annotate, demo, features, info, progress, train, viz
+from sarm.cli import annotate, demo, eval, features, info, progress, train, viz
 
 _EPILOG = "Docs: docs/data.md (datasets, cache, progress), docs/sarm.md (model, training), docs/annotate.md."
-_COMMANDS = (info, annotate, features, train, progress, viz, demo)
+_COMMANDS = (info, annotate, features, train, progress, viz, eval, demo)
 
 
 def main(argv: list[str] | None = None) -> int:
