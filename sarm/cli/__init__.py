@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sarm.cli import annotate, demo, features, info, progress, train, viz
+from sarm.cli import annotate, demo, explore, features, info, progress, train, viz
 
 _EPILOG = "Docs: docs/data.md (datasets, cache, progress), docs/sarm.md (model, training), docs/annotate.md."
-_COMMANDS = (info, annotate, features, train, progress, viz, demo)
+_COMMANDS = (info, annotate, features, train, progress, viz, explore, demo)
 
 
 def main(argv: list[str] | None = None) -> int:
