@@ -1,6 +1,7 @@
 """The `sarm explore` HTTP server: the standard library's ThreadingHTTPServer, a token, and checks.
 
-Routes (every one needs `?token=` or the `X-Sarm-Token` header, else 403):
+Routes (the page and its assets are public package code; every other one needs `?token=` or the
+`X-Sarm-Token` header, else 403):
     GET /                      the page (package data in `sarm/explore/static/`)
     GET /static/NAME           a page asset (only files of that folder)
     GET /api/episodes          the episode list (`Catalog.episodes`)
@@ -145,15 +146,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
-        if not self._token_ok(query):
-            return self._error(403, "missing or wrong token: open the URL `sarm explore` printed")
-        raw = url.path
-        path = unquote(raw)
-        cat = self.server.catalog
-        if path in ("/", "/index.html"):
+        path = unquote(url.path)
+        if path in ("/", "/index.html"):  # the page and its assets are the package's code, no data
             return self._static("index.html")
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
+        if not self._token_ok(query):
+            return self._error(403, "missing or wrong token: open the URL `sarm explore` printed")
+        cat = self.server.catalog
         if path == "/api/episodes":
             return self._json({"episodes": cat.episodes(), "fps": cat.ds.fps, "cameras": cat.ds.camera_keys})
         if m := re.fullmatch(r"/api/episode/(\d+)", path):

@@ -38,7 +38,7 @@ async function loadTable() {
   renderTable();
 }
 
-function frameOf(video) { return Math.max(0, Math.min(episode.length - 1, Math.round((video.currentTime - video.dataset.from) * episode.fps))); }
+function frameOf(video) { return Math.max(0, Math.min(episode.length - 1, Math.floor((video.currentTime - video.dataset.from) * episode.fps + 1e-6))); }
 function seekFrame(f) {
   f = Math.max(0, Math.min(episode.length - 1, f));
   for (const v of document.querySelectorAll("#videos video")) v.currentTime = Number(v.dataset.from) + (f + 0.5) / episode.fps;

@@ -85,9 +85,9 @@ def test_progress_and_weights_files_are_served(server, dataset):
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/episodes", "/api/episode/0", "/files/meta/info.json", "/", "/static/app.js"],
+    ["/api/episodes", "/api/episode/0", "/files/meta/info.json", "/files/@progress", "/files/@weights"],
 )
-def test_every_route_needs_the_token(server, path):
+def test_every_data_route_needs_the_token(server, path):
     assert _get(server, path)[0] == 403
     assert _get(server, f"{path}?token=wrong")[0] == 403
     assert _get(server, path, {"X-Sarm-Token": server.token})[0] == 200
@@ -136,6 +136,13 @@ def test_writes_check_token_host_and_origin(server):
     assert _get(server, path, {"Host": f"evil.example:{port}"}, "POST")[0] == 403  # DNS rebinding
     assert _get(server, path, {"Host": own, "Origin": "http://evil.example"}, "POST")[0] == 403  # cross-site
     assert _get(server, path, {"Host": own, "Origin": "null"}, "PUT")[0] == 403
+
+
+def test_page_and_assets_hold_no_data_and_need_no_token(server):
+    status, headers, body = _get(server, "/")
+    assert status == 200 and b"<html" in body and headers["Content-Type"].startswith("text/html")
+    status, headers, _ = _get(server, "/static/app.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
 
 
 def test_url_has_the_token(server):
