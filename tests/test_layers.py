@@ -12,17 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # sarm's rooms, lowest first: each may import its own room and the rooms before it, never a later one.
 LAYERS = [
-    "labels",
-    "data",
-    "features",
-    "model",
-    "training",
-    "inference",
-    "eval",
-    "viz",
-    "annotate",
-    "demo",
-    "cli",
+    *("labels", "data", "features", "model", "training", "inference", "eval", "viz"),
+    *("annotate", "explore", "demo", "cli"),
 ]
 TRAINERS = ("lerobot", "openpi", "accelerate", "jax")
 

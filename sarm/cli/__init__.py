@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sarm.cli import annotate, demo, eval, features, info, progress, train, viz
+from sarm.cli import annotate, demo, eval, explore, features, info, progress, train, viz
 
 _EPILOG = "Docs: docs/data.md (datasets, cache, progress), docs/sarm.md (model, training), docs/annotate.md."
-_COMMANDS = (info, annotate, features, train, progress, viz, eval, demo)
+_COMMANDS = (info, annotate, features, train, progress, viz, eval, explore, demo)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,3 +398,11 @@ def _print_summary(out: Path, summary: dict) -> None:
     print(
         f"plots: {out / 'plots'}; progress: {out / 'sarm_progress.parquet'}; summary: {out / 'summary.json'}"
     )
+    files = [
+        out / "dataset",
+        "--progress",
+        out / "sarm_progress.parquet",
+        "--weights",
+        out / "rabc_weights.parquet",
+    ]
+    print("watch it: sarm explore " + " ".join(shlex.quote(str(f)) for f in files))

@@ -47,7 +47,11 @@ def test_sarm_demo_small_runs_every_stage(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     for step in range(1, 7):
         assert f"[{step}/6]" in run.stdout
-    assert "policy success over 4 rollouts: BC" in run.stdout and "plots:" in run.stdout
+    assert (
+        "policy success over 4 rollouts: BC" in run.stdout
+        and "plots:" in run.stdout
+        and "sarm explore " in run.stdout
+    )
     assert run.stdout.count("smoke run with tiny budgets") == 2  # at the start and beside the numbers
     assert "torch threads: 1 (--threads 1)" in run.stdout and "1 torch thread(s)" in run.stdout
     assert '  task: "pick-place-v3"' in run.stdout and "assembly-v3" not in run.stdout  # only the task run

@@ -1,0 +1,11 @@
+"""`sarm explore`: a local web page to see a dataset's progress, weights and annotation spans.
+
+`catalog` (`Catalog`: the episode list and one episode's detail as JSON-ready dicts), `server`
+(`ExploreServer`: the standard library HTTP server with a token, file serving with range requests and
+the path / Host / Origin checks; `safe_path`).
+"""
+
+from sarm.explore.catalog import Catalog
+from sarm.explore.server import ExploreServer, safe_path
+
+__all__ = ["Catalog", "ExploreServer", "safe_path"]
