@@ -42,6 +42,7 @@ __all__ = [
     "coerce_outcome",
     "kept_frames",
     "label_time_spans",
+    "labelled_triple",
     "validate_mistakes",
 ]
 
@@ -59,6 +60,29 @@ def _is_int(value) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
+def labelled_triple(item, what: str, label: str, episode=None) -> tuple:
+    """(label, start, end) of a record given as a (label, start, end) sequence or a {label, "start",
+    "end"} dict, with a non-empty string label; `what` ("span", "mistake") names it in the errors."""
+    if isinstance(item, Mapping):
+        missing = [k for k in (label, "start", "end") if k not in item]
+        if missing:
+            raise ValueError(
+                f"{what} {dict(item)!r}{_where(episode)} lacks key(s) {missing}; "
+                f'write {what}s as {{"{label}": str, "start": int, "end": int}}'
+            )
+        value, start, end = item[label], item["start"], item["end"]
+    elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 3:
+        value, start, end = item
+    else:
+        raise ValueError(
+            f"{what} {item!r}{_where(episode)} is not a ({label}, start, end) triple or a "
+            f'{{"{label}", "start", "end"}} dict'
+        )
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} {item!r}{_where(episode)} needs a non-empty string {label}, got {value!r}")
+    return value, start, end
+
+
 class Mistake(NamedTuple):
     """One mistake: a free `kind` label and inclusive, episode-relative frames."""
 
@@ -70,26 +94,9 @@ class Mistake(NamedTuple):
     def coerce(cls, item, episode=None) -> Mistake:
         """A `Mistake` from a Mistake, a (kind, start, end) sequence or a {"kind", "start", "end"} dict
         ("name" is accepted for "kind")."""
-        if isinstance(item, Mapping):
-            item = dict(item)
-            if "kind" not in item and "name" in item:
-                item["kind"] = item["name"]
-            missing = [k for k in ("kind", "start", "end") if k not in item]
-            if missing:
-                raise ValueError(
-                    f"mistake {item!r}{_where(episode)} lacks key(s) {missing}; "
-                    'write mistakes as {"kind": str, "start": int, "end": int}'
-                )
-            kind, start, end = item["kind"], item["start"], item["end"]
-        elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 3:
-            kind, start, end = item
-        else:
-            raise ValueError(
-                f"mistake {item!r}{_where(episode)} is not a (kind, start, end) triple or a "
-                '{"kind", "start", "end"} dict'
-            )
-        if not isinstance(kind, str) or not kind:
-            raise ValueError(f"mistake {item!r}{_where(episode)} needs a non-empty string kind, got {kind!r}")
+        if isinstance(item, Mapping) and "kind" not in item and "name" in item:
+            item = {**item, "kind": item["name"]}
+        kind, start, end = labelled_triple(item, "mistake", "kind", episode)
         if not (_is_int(start) and _is_int(end)):
             raise ValueError(
                 f"mistake {item!r}{_where(episode)}: start and end should be integer frame indices, but got "

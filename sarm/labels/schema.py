@@ -50,7 +50,7 @@ to stage 0 or to the span's position); NaN stays NaN in `progress` (LeRobot's te
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -64,6 +64,7 @@ from sarm.labels.mistakes import (
     coerce_outcome,
     kept_frames,
     label_time_spans,
+    labelled_triple,
     validate_mistakes,
 )
 
@@ -87,23 +88,7 @@ class Span(NamedTuple):
     @classmethod
     def coerce(cls, item, episode=None) -> Span:
         """A `Span` from a Span, a (name, start, end) sequence or a {"name", "start", "end"} dict."""
-        if isinstance(item, Mapping):
-            missing = [k for k in ("name", "start", "end") if k not in item]
-            if missing:
-                raise ValueError(
-                    f"span {dict(item)!r}{_where(episode)} lacks key(s) {missing}; "
-                    'write spans as {"name": str, "start": int, "end": int}'
-                )
-            name, start, end = item["name"], item["start"], item["end"]
-        elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 3:
-            name, start, end = item
-        else:
-            raise ValueError(
-                f"span {item!r}{_where(episode)} is not a (name, start, end) triple or a "
-                '{"name", "start", "end"} dict'
-            )
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"span {item!r}{_where(episode)} needs a non-empty string name, got {name!r}")
+        name, start, end = labelled_triple(item, "span", "name", episode)
         for key, value in (("start", start), ("end", end)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
                 raise ValueError(
