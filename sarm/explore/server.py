@@ -186,7 +186,16 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._write_ok(query):
             return self._error(403, "write refused: needs the token, this server's Host and Origin")
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        return self._error(404, "no write route yet")
+        body = self.rfile.read(length)
+        path = unquote(urlsplit(self.path).path)
+        for pattern, handler in _WRITE_ROUTES.items():  # each write route: (handler, match, body) -> None
+            if m := re.fullmatch(pattern, path):
+                return handler(self, m, body)
+        return self._error(404, "no such write route")
 
     do_POST = do_PUT = do_DELETE = _write
+
+
+# regex of the URL path -> handler(request handler, match, request body bytes); filled in by the
+# write features (editing, curation exports), each checked by `_write_ok` before it runs
+_WRITE_ROUTES: dict = {}
