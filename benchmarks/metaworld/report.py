@@ -168,6 +168,7 @@ def summary_of(results: dict[str, dict]) -> dict:
         "reward_models": reward,
         "sarm_best": {t: r.get("sarm_best") for t, r in results.items()},
         "wall_s": {t: r["timings"] for t, r in results.items()},
+        "cpu_s": {t: r.get("cpu_s", {}) for t, r in results.items()},
     }
 
 

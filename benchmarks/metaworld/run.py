@@ -51,21 +51,13 @@ class Budget:
         return cls(train_episodes=12, held_out_episodes=6, sarm_steps=40, rollout_episodes=4, quick=True)
 
 
-def _voc(predicted) -> float:
-    """Value-order correlation: Spearman's rho of predicted progress with frame index, mean over episodes."""
-    from scipy.stats import spearmanr
-
-    rhos = [spearmanr(p, np.arange(len(p))).statistic for p in predicted if len(p) > 1 and np.ptp(p) > 0]
-    return float(np.mean(rhos)) if rhos else float("nan")
-
-
 def _reward_metrics(predicted, episodes, ids) -> dict:
-    from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores
+    from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores, voc
 
     clean = [i for i in ids if episodes[i].mistake is None and episodes[i].success]
     labels = np.array([episodes[i].success for i in ids])
     return {
-        "voc": _voc([predicted[i] for i in clean]) if clean else float("nan"),
+        "voc": voc([predicted[i] for i in clean]) if clean else float("nan"),
         "demo_mse_clean": demo_mse(
             [predicted[i] for i in clean], [episodes[i].progress for i in clean], every=10
         )
@@ -179,7 +171,7 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
     plan = EVALUATION_V2 if plan_version == 2 else DEFAULT_EVALUATION
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
-    timings, start = {}, time.perf_counter()
+    timings, cpu, start, cpu_start = {}, {}, time.perf_counter(), time.process_time()
     total = budget.train_episodes + budget.held_out_episodes
     episodes, rendered = _recorded(out, "dataset", task, list(range(total)), protocol)
     held = list(range(budget.train_episodes, total))
@@ -188,13 +180,14 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
     encoder = load_encoder("pixels")
     cache = extract_features(open_dataset(out / "dataset"), encoder, out / "features", progress=False)
     timings["data_s"] = time.perf_counter() - start
+    cpu["data_s"] = time.process_time() - cpu_start
 
     spans = read_lerobot_annotations(out / "dataset", head="sparse")
     mistakes = {e: m for e, m in read_mistakes(out / "dataset").items() if e in set(train_ids)}
     outcomes = {e: o for e, o in read_outcomes(out / "dataset").items() if e in set(train_ids)}
     models, reward, predicted = {}, {}, {}
     for name, spec in _reward_model_specs(plan).items():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         staged = spec["staged"]
         annotations = {"sparse": {e: s for e, s in spans.items() if e in set(train_ids)}} if staged else {}
         config = reward_model_config(budget.sarm_steps, rewind_probability=spec["rewind"])
@@ -216,6 +209,8 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
         models[name], predicted[name] = model, progress_by_episode(path, bounds)
         reward[name] = {"held_out": _reward_metrics(predicted[name], episodes, held)}
         timings[f"reward_model_{name}_s"] = time.perf_counter() - t0
+        cpu[f"reward_model_{name}_s"] = time.process_time() - c0
+        print(f"{task} reward model {name}: {reward[name]['held_out']}", flush=True)
 
     chunk, rows = plan.chunk_size, np.arange(bounds[budget.train_episodes])
     rabc = {
@@ -247,10 +242,19 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
     seeds = plan.train_seeds[:1] if budget.quick else plan.train_seeds
     rollouts = 4 if budget.quick else plan.rollouts
     steps = 50 if budget.quick else plan.steps
-    policies, t0 = {}, time.perf_counter()
+    policies, t0, c0 = {}, time.perf_counter(), time.process_time()
+    done_dir = out / "policies"  # one file per finished (arm, seed): a killed run resumes from there
+    done_dir.mkdir(exist_ok=True)
+    under = json.loads(json.dumps({"plan": dataclasses.asdict(plan), "budget": dataclasses.asdict(budget)}))
     for name, kwargs in runs.items():
         policies[name] = []
         for seed in seeds:
+            done, saved = done_dir / f"{name}_seed{seed}.json", done_dir / f"{name}_seed{seed}.pt"
+            if done.exists() and json.loads(done.read_text())["under"] == under:
+                policies[name].append(json.loads(done.read_text())["result"])
+                if name == "bc_all" and seed == seeds[0]:
+                    bc_policy = torch.load(saved, weights_only=False)
+                continue
             policy = train_policy(
                 states,
                 actions,
@@ -262,14 +266,18 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
                 **kwargs,
             )
             result = evaluate(policy, task, rollouts=rollouts, seed=seed)
-            policies[name].append(
-                {"seed": seed, "success_rate": result["success_rate"], "mean_steps": result["mean_steps"]}
-            )
+            row = {"seed": seed, "success_rate": result["success_rate"], "mean_steps": result["mean_steps"]}
+            policies[name].append(row)
             if name == "bc_all" and seed == seeds[0]:
                 bc_policy = policy
+                torch.save(policy, saved)
+            done.write_text(json.dumps({"under": under, "result": row}))
+            print(f"{task} {name} seed {seed}: {row['success_rate']:.0%}", flush=True)
     timings["policies_s"] = time.perf_counter() - t0
+    cpu["policies_s"] = time.process_time() - c0
 
-    t0 = time.perf_counter()  # the reward models on rollouts of the BC-all policy (a mix of outcomes)
+    # the reward models on rollouts of the BC-all policy (a mix of outcomes)
+    t0, c0 = time.perf_counter(), time.process_time()
     rollouts_ep, _ = _recorded(
         out,
         "rollouts",
@@ -288,7 +296,9 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
         scores = progress_by_episode(path, rbounds)
         reward[name]["policy_rollouts"] = _reward_metrics(scores, rollouts_ep, list(range(len(rollouts_ep))))
     timings["rollout_scoring_s"] = time.perf_counter() - t0
+    cpu["rollout_scoring_s"] = time.process_time() - c0
     timings["total_s"] = time.perf_counter() - start
+    cpu["total_s"] = time.process_time() - cpu_start
 
     summary = {
         "task": task,
@@ -306,6 +316,7 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
         },
         "policies": policies,
         "timings": timings,
+        "cpu_s": cpu,  # this process's CPU seconds (one thread): robust to other load on the machine
     }
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary

@@ -1,4 +1,4 @@
-"""The benchmark's reward-model metrics on lists of episodes: demo MSE, success AUROC, the paper's rule.
+"""The benchmark's reward-model metrics on lists of episodes: VOC, demo MSE, success AUROC, the paper's rule.
 
 A thin adapter: the arithmetic is `rabc.metrics` (the one implementation `rabc episodes` and
 `rabc curate` use too); this module only turns a list of per-episode arrays into rows and runs.
@@ -12,7 +12,7 @@ import numpy as np
 
 from rabc import metrics
 
-__all__ = ["auroc", "demo_mse", "paper_rule", "success_scores"]
+__all__ = ["auroc", "demo_mse", "paper_rule", "success_scores", "voc"]
 
 auroc = metrics.auroc
 
@@ -42,3 +42,11 @@ def success_scores(progress: Sequence[np.ndarray]) -> np.ndarray:
 def paper_rule(progress: np.ndarray, final: float = 0.8, last_third: float = 0.6) -> bool:
     """The SARM paper's rule: success if final progress > `final` and the last third's mean > `last_third`."""
     return bool(metrics.paper_rule(*_rows([progress]), final, last_third)[0][0])
+
+
+def voc(predicted: Sequence[np.ndarray]) -> float:
+    """Value-order correlation (`rabc.metrics.voc`), mean over the episodes where it is defined."""
+    if not predicted:
+        raise ValueError("need a non-empty list of episodes")
+    rhos = metrics.voc(*_rows(predicted))
+    return float(np.nanmean(rhos)) if np.isfinite(rhos).any() else float("nan")

@@ -158,6 +158,7 @@ SUMMARY_SCHEMA = {
     },
     "sarm_best": {"<task>": "<the SARM model name the rule chose>"},
     "wall_s": {"<task>": {"<stage>": "seconds"}},
+    "cpu_s": {"<task>": {"<stage>": "CPU seconds of the task's process"}},
 }
 
 
