@@ -13,6 +13,15 @@ METHOD_NAMES = {
     "rabc_loss": "RA-BC, loss (SARM)",
     "bc_clean": "BC, clean only (oracle)",
     "rabc_true_progress": "RA-BC, sampler (true progress)",
+    # v2 (issue 14): every RA-BC arm names its weights' reward model
+    "rabc_sampler_sarm_ignore_keep": "RA-BC, sampler (SARM, annotator's labels)",
+    "rabc_loss_sarm_ignore_keep": "RA-BC, loss (SARM, annotator's labels)",
+    "rabc_sampler_sarm_best": "RA-BC, sampler (SARM, best label policy)",
+    "rabc_loss_sarm_best": "RA-BC, loss (SARM, best label policy)",
+    "rabc_sampler_linear_time": "RA-BC, sampler (linear time)",
+    "rabc_loss_linear_time": "RA-BC, loss (linear time)",
+    "rabc_sampler_rewind_single": "RA-BC, sampler (ReWiND-style)",
+    "rabc_loss_rewind_single": "RA-BC, loss (ReWiND-style)",
 }
 
 
@@ -63,14 +72,15 @@ def write_report(out: Path, tasks: list[str]) -> Path:
         "AUROC by final progress, accuracy of the paper's rule (final > 0.8 and last-third mean > 0.6). "
         "Policy rollouts: the same for recorded rollouts of the BC-all policy (seed 0).",
         "",
-        "| task | model | demo MSE | AUROC held-out | rule held-out | AUROC rollouts | rule rollouts |",
-        "|---|---|---|---|---|---|---|",
+        "| task | model | VOC | demo MSE | AUROC held-out | rule held-out | AUROC rollouts | rule rollouts |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for task, r in results.items():
         for name, m in r["reward_models"].items():
             h, p = m["held_out"], m.get("policy_rollouts", {})
             lines.append(
-                f"| {task} | {name} | {_fmt(h['demo_mse_clean'], '.4f')} | {_fmt(h['auroc_success'])} "
+                f"| {task} | {name} | {_fmt(h.get('voc'))} | {_fmt(h['demo_mse_clean'], '.4f')} | "
+                f"{_fmt(h['auroc_success'])} "
                 f"({h['successes']}/{h['episodes']} succeed) | {_fmt(h['paper_rule_accuracy'], '.2f')} | "
                 f"{_fmt(p.get('auroc_success'))} ({p.get('successes')}/{p.get('episodes')}) | "
                 f"{_fmt(p.get('paper_rule_accuracy'), '.2f')} |"
@@ -112,15 +122,9 @@ def write_report(out: Path, tasks: list[str]) -> Path:
                     f"| {task} | {key} ({k['kappa']:.4g}) | {k['mean_weight']:.3f} | "
                     f"{_mean_spread([x['success_rate'] for x in runs]) if runs else 'n/a'} |"
                 )
-    lines += [
-        "",
-        "### Runtime on this CPU (one core per task)",
-        "",
-        "| task | " + " | ".join(first["timings"]) + " |",
-        "|---" * (len(first["timings"]) + 1) + "|",
-    ]
-    for task, r in results.items():
-        lines.append(f"| {task} | " + " | ".join(f"{v / 60:.1f} min" for v in r["timings"].values()) + " |")
+    if any(r.get("sarm_best") for r in results.values()):
+        lines += _targets(results, rates)
+    lines += _runtime(results)
 
     plots = out / "plots"
     for task in results:
@@ -128,6 +132,8 @@ def write_report(out: Path, tasks: list[str]) -> Path:
             plots / f"success_{task}.png", {METHOD_NAMES.get(m, m): rates[m][task] for m in methods}, task
         )
         _episode_plots(out / task, results[task], plots, plot_episode_weights)
+    if any(r.get("sarm_best") for r in results.values()):
+        _v2_plots(out, results, rates, plots)
     lines += ["", "Plots: " + ", ".join(f"[{p.name}](plots/{p.name})" for p in sorted(plots.glob("*.png")))]
     if any(r.get("sarm_best") for r in results.values()):
         lines += ["", "SARM chosen for the `_sarm_best` arms: " + ", ".join(
@@ -137,6 +143,101 @@ def write_report(out: Path, tasks: list[str]) -> Path:
     path = out / "RESULTS.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _targets(results: dict, rates: dict) -> list[str]:
+    """The v2 targets (protocol.py, EVALUATION_V2), computed, not judged by hand."""
+    lines = [
+        "",
+        "### Against the targets (Evidence v2)",
+        "",
+        "| task | SARM chosen | its AUROC held-out | >= 0.9 |",
+    ]
+    lines.append("|---|---|---|---|")
+    for task, r in results.items():
+        best = r["sarm_best"]
+        auroc = r["reward_models"][best]["held_out"]["auroc_success"]
+        met = "n/a" if not np.isfinite(auroc) else ("yes" if auroc >= 0.9 else "no")
+        lines.append(f"| {task} | {best} | {_fmt(auroc)} | {met} |")
+    lines += ["", "| weighting | SARM best | linear time | ReWiND-style | SARM best - linear time | >= +10 |"]
+    lines.append("|---|---|---|---|---|---|")
+    for how in ("sampler", "loss"):
+        mean = {
+            m: float(np.mean([np.mean(v) for v in rates[f"rabc_{how}_{m}"].values()]))
+            for m in ("sarm_best", "linear_time", "rewind_single")
+            if f"rabc_{how}_{m}" in rates
+        }
+        if {"sarm_best", "linear_time"} <= set(mean):
+            gap = 100 * (mean["sarm_best"] - mean["linear_time"])
+            lines.append(
+                f"| {how} | {mean['sarm_best']:.0%} | {mean['linear_time']:.0%} | "
+                f"{mean.get('rewind_single', float('nan')):.0%} | {gap:+.0f} points | "
+                f"{'yes' if gap >= 10 else 'no'} |"
+            )
+    return lines
+
+
+def _runtime(results: dict) -> list[str]:
+    """Stages as rows, each task's wall and CPU minutes as columns."""
+    stages = list(dict.fromkeys(k for r in results.values() for k in r["timings"]))
+    head = " | ".join(f"{t} wall | {t} CPU" for t in results)
+    lines = [
+        "",
+        "### Runtime on this CPU (one process per task, one torch thread)",
+        "",
+        f"| stage | {head} |",
+    ]
+    lines.append("|---" * (2 * len(results) + 1) + "|")
+    for stage in stages:
+        cells = []
+        for r in results.values():
+            wall, cpu = r["timings"].get(stage), r.get("cpu_s", {}).get(stage)
+            cells += [f"{wall / 60:.1f} min" if wall is not None else "n/a"]
+            cells += [f"{cpu / 60:.1f} min" if cpu is not None else "n/a"]
+        lines.append(f"| {stage.removesuffix('_s')} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _v2_plots(out: Path, results: dict, rates: dict, plots: Path) -> None:
+    from rabc import read_progress
+    from sarm.demo.plots import plot_curves, plot_grouped
+
+    tasks = list(results)
+    arms = {t: {METHOD_NAMES.get(m, m): v[t] for m, v in rates.items()} for t in tasks}
+    plot_grouped(
+        plots / "v2_policies.png", arms, title="Policy success per arm (dots: seeds)", ylabel="success"
+    )
+    for key, label in (("auroc_success", "AUROC held-out"), ("voc", "VOC (clean held-out)")):
+        values = {
+            t: {name: [m["held_out"].get(key, np.nan)] for name, m in results[t]["reward_models"].items()}
+            for t in tasks
+        }
+        name = "v2_reward_models_" + ("auroc" if key == "auroc_success" else "voc") + ".png"
+        plot_grouped(plots / name, values, title=f"Reward models: {label}", ylabel=label, ylim=(-0.05, 1.05))
+    for task, r in results.items():
+        bounds = np.cumsum([0] + [e["frames"] for e in r["episodes"]])
+        truth = read_progress(out / task / "progress_truth.parquet").column("sparse")
+        models = {
+            n: read_progress(out / task / f"progress_{n}.parquet").column("sparse")
+            for n in r["reward_models"]
+        }
+        held = [e for e in r["episodes"] if e["split"] == "held_out"]
+        picks = {
+            "failed": next((e for e in held if not e["success"]), None),
+            "noisy": next((e for e in held if e["mistake"] and e["success"]), None),
+        }
+        for kind, e in picks.items():
+            if e is None:
+                continue
+            rows = slice(bounds[e["episode"]], bounds[e["episode"] + 1])
+            plot_curves(
+                plots / f"v2_models_{task}_{kind}.png",
+                curves={n: v[rows] for n, v in models.items()},
+                truth=truth[rows],
+                mistake_span=tuple(e["mistake_span"]) if e["mistake_span"] else None,
+                title=f"{task}: every reward model on {kind} held-out episode {e['episode']} "
+                f"({e['mistake'] or 'no mistake'}, {'success' if e['success'] else 'failure'})",
+            )
 
 
 def _number(x):
