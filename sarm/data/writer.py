@@ -45,26 +45,23 @@ import pyarrow.parquet as pq
 
 from sarm.data.stats import aggregate_stats, column_stats, data_quantiles, image_stats, level_quantiles
 from sarm.data.video import V30_VIDEO
+from sarm.data.write_format import (
+    DATA_PATH,
+    EPISODES_PATH,
+    SPAN_FIELDS,
+    arrow_array,
+    arrow_type,
+    frame_column,
+    info_features,
+    next_file,
+    tasks_table,
+)
 from sarm.labels.annotations import HEADS, validate_spans
 from sarm.labels.mistakes import coerce_outcome, validate_mistakes
 from sarm.labels.proportions import temporal_proportions
 from sarm.labels.records import COLUMN_TYPES, MISTAKE_COLUMNS, OUTCOME_COLUMN
 
 __all__ = ["LeRobotWriter"]
-
-DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
-_DTYPES = {"float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_()}
-_DEFAULTS = dict(
-    timestamp="float32", frame_index="int64", episode_index="int64", index="int64", task_index="int64"
-)
-_FIELDS = dict(
-    names=pa.string(),
-    start_frames=pa.int64(),
-    end_frames=pa.int64(),
-    start_times=pa.float64(),
-    end_times=pa.float64(),
-)
 
 
 class LeRobotWriter:
@@ -118,9 +115,9 @@ class LeRobotWriter:
         self.state_key, self.action_key = state_key, action_key
         vectors = [(state_key, {"dtype": "float32", "shape": (state_dim,)})]
         vectors += [(action_key, {"dtype": "float32", "shape": (action_dim,)}), *self._extra.items()]
-        self._features = _features(vectors, self._cameras, self.fps, codec_name)
+        self._features = info_features(vectors, self._cameras, self.fps, codec_name)
         self._schema = pa.schema(
-            [(n, _arrow_type(f)) for n, f in self._features.items() if f["dtype"] != "video"]
+            [(n, arrow_type(f)) for n, f in self._features.items() if f["dtype"] != "video"]
         )
         self._robot_type, self._data_mb, self._video_mb = robot_type, data_file_mb, video_file_mb
         self._tasks: dict[str, int] = {}
@@ -178,7 +175,7 @@ class LeRobotWriter:
         stats, hists = {name: column_stats(x) for name, x in columns.items()}, {}
         for key, frames in images.items():
             stats[key], hists[key] = image_stats(frames)
-        table = pa.table([_arrow(columns[f.name], f.type) for f in self._schema], schema=self._schema)
+        table = pa.table([arrow_array(columns[f.name], f.type) for f in self._schema], schema=self._schema)
 
         self._state = "failed"  # until the writes below are done: a half-written episode is unrecoverable
         row = {"episode_index": ep, "tasks": [task], "length": length, **self._write_data(table)}
@@ -188,7 +185,7 @@ class LeRobotWriter:
         for head, head_spans in spans.items():
             names, starts, ends = ([s[i] for s in head_spans] for i in range(3))
             times = [s / self.fps for s in starts], [e / self.fps for e in ends]
-            for field, value in zip(_FIELDS, (names, starts, ends, *times), strict=True):
+            for field, value in zip(SPAN_FIELDS, (names, starts, ends, *times), strict=True):
                 row[f"{head}_subtask_{field}"] = value
             self._spans[head][ep] = (head_spans, length)
         if marks is not None:
@@ -206,12 +203,12 @@ class LeRobotWriter:
 
     def _check(self, ep, state, action, task, images, annotations, extra) -> tuple[dict, dict, dict]:
         """Per-frame columns, camera frames and validated spans per head of one episode."""
-        columns = {self.state_key: _column(self.state_key, state, self._features[self.state_key])}
+        columns = {self.state_key: frame_column(self.state_key, state, self._features[self.state_key])}
         length = len(columns[self.state_key])
         extra = dict(extra or {})
         _same_keys("extra", extra, self._extra, "extra_features=")
         for name, x in ((self.action_key, action), *((n, extra[n]) for n in self._extra)):
-            columns[name] = _column(name, x, self._features[name], length)
+            columns[name] = frame_column(name, x, self._features[name], length)
         images = {key: np.asarray(x) for key, x in (images or {}).items()}
         _same_keys("images", images, self._cameras, "cameras=")
         for key, (h, w) in self._cameras.items():
@@ -243,7 +240,7 @@ class LeRobotWriter:
         d = self._data
         if d["writer"] is not None and _mb(self._path(DATA_PATH, d["at"])) >= self._data_mb:
             d["writer"].close()
-            d["writer"], d["at"] = None, _next_file(d["at"])
+            d["writer"], d["at"] = None, next_file(d["at"])
         path = self._path(DATA_PATH, d["at"])
         if d["writer"] is None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,7 +260,7 @@ class LeRobotWriter:
         v, template = self._videos[key], V30_VIDEO.replace("{video_key}", key)
         if v["container"] is not None and _mb(self._path(template, v["at"])) >= self._video_mb:
             _finish(v)
-            v["at"], v["frames"] = _next_file(v["at"]), 0
+            v["at"], v["frames"] = next_file(v["at"]), 0
         if v["container"] is None:
             path = self._path(template, v["at"])
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -304,7 +301,7 @@ class LeRobotWriter:
         meta = self.root / "meta"
         (meta / "episodes" / "chunk-000").mkdir(parents=True, exist_ok=True)
         pq.write_table(self._episodes_table(), self.root / EPISODES_PATH)
-        pq.write_table(_tasks_table(self._tasks), meta / "tasks.parquet")
+        pq.write_table(tasks_table(self._tasks), meta / "tasks.parquet")
         stats = {k: aggregate_stats([r["stats"][k] for r in self._rows]) for k in self._rows[0]["stats"]}
         for key, hist in self._image_hist.items():
             stats[key] |= {q: v.reshape(3, 1, 1) for q, v in level_quantiles(hist).items()}
@@ -391,70 +388,6 @@ def _finish(v: dict) -> None:
     v["container"] = None
 
 
-def _features(vectors: list[tuple[str, Mapping]], cameras: Mapping, fps: int, codec: str) -> dict[str, dict]:
-    """info.json's features: the vectors (state, action, extras), the cameras, then LeRobot's defaults."""
-    keys = [*(n for n, _ in vectors), *cameras, *_DEFAULTS]
-    bad = sorted({k for k in keys if keys.count(k) > 1 or "/" in k or not k})
-    if bad:
-        raise ValueError(f"feature names {bad} are repeated, empty or contain '/'; rename them")
-    features = {}
-    for name, ft in [*vectors, *((n, {"dtype": d, "shape": (1,)}) for n, d in _DEFAULTS.items())]:
-        shape = tuple(ft.get("shape", ()))
-        if ft.get("dtype") not in _DTYPES or len(shape) != 1 or int(shape[0]) <= 0:
-            raise ValueError(
-                f"extra feature {name!r} should be {{'dtype': one of {list(_DTYPES)}, 'shape': (k,)}}, "
-                f"but got {dict(ft)!r}"
-            )
-        names = None if ft.get("names") is None else list(ft["names"])
-        features[name] = {"dtype": ft["dtype"], "shape": [int(shape[0])], "names": names}
-    for key, (h, w) in cameras.items():
-        if h <= 0 or w <= 0 or h % 2 or w % 2:
-            raise ValueError(
-                f"camera {key!r} has size {h}x{w}; yuv420p video needs positive even height and width, "
-                "so crop or pad the images by a pixel"
-            )
-        info = {"video.height": h, "video.width": w, "video.codec": codec, "video.pix_fmt": "yuv420p"}
-        info |= {"video.fps": fps, "video.channels": 3, "has_audio": False, "is_depth_map": False}
-        names = ["height", "width", "channels"]
-        features[key] = {"dtype": "video", "shape": [h, w, 3], "names": names, "info": info}
-    return {k: features[k] for k in keys}  # LeRobot's order: its default columns come last
-
-
-def _arrow_type(ft: Mapping[str, Any]) -> pa.DataType:
-    base = _DTYPES[ft["dtype"]]
-    return base if ft["shape"] == [1] else pa.list_(base, ft["shape"][0])
-
-
-def _arrow(x: np.ndarray, kind: pa.DataType) -> pa.Array:
-    if pa.types.is_fixed_size_list(kind):
-        return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), kind.value_type), kind.list_size)
-    return pa.array(x.reshape(-1), kind)
-
-
-def _column(name: str, x: Any, ft: Mapping[str, Any], length: int | None = None) -> np.ndarray:
-    """`x` as `(T,)` (shape (1,)) or `(T, k)` of the feature's dtype; raises ValueError naming the problem."""
-    x, (width,), dtype = np.asarray(x), ft["shape"], np.dtype(ft["dtype"])
-    if x.ndim == 1 and width == 1:
-        x = x[:, None]
-    if x.ndim != 2 or x.shape[1] != width or not len(x):
-        raise ValueError(f"`{name}` should have shape (T, {width}) with T >= 1 frames, but got {x.shape}")
-    if not np.can_cast(x.dtype, dtype, casting="same_kind"):
-        raise ValueError(f"`{name}` should hold {dtype} values, but got dtype {x.dtype}; convert it first")
-    if length is not None and len(x) != length:
-        raise ValueError(
-            f"`{name}` has {len(x)} frames but the state has {length}; every per-frame array of an episode "
-            "needs one row per frame"
-        )
-    x = x.astype(dtype)
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-        raise ValueError(
-            f"`{name}` is not finite (as {dtype}) at frame {int(bad[0])} ({bad.size} frames in all); fix or "
-            "drop those frames"
-        )
-    return x[:, 0] if width == 1 else x
-
-
 def _same_keys(what: str, given: Mapping, declared: Mapping, where: str) -> None:
     missing, unknown = sorted(set(declared) - set(given)), sorted(set(given) - set(declared))
     if missing or unknown:
@@ -463,22 +396,6 @@ def _same_keys(what: str, given: Mapping, declared: Mapping, where: str) -> None
             f"{what} should have exactly the keys declared with {where} {sorted(declared)}, but "
             f"{' and '.join(problems)}"
         )
-
-
-def _tasks_table(tasks: Mapping[str, int]) -> pa.Table:
-    """meta/tasks.parquet as pandas writes it: `task` is the DataFrame index, which LeRobot finds tasks by."""
-    columns = [
-        {"name": n, "field_name": n, "pandas_type": p, "numpy_type": t, "metadata": None}
-        for n, p, t in (("task_index", "int64", "int64"), ("task", "unicode", "object"))
-    ]
-    pandas = {"index_columns": ["task"], "column_indexes": [], "columns": columns, "attributes": {}}
-    pandas |= {"creator": {"library": "pyarrow", "version": pa.__version__}, "pandas_version": "2.2.0"}
-    table = pa.table({"task_index": pa.array(list(tasks.values()), pa.int64()), "task": list(tasks)})
-    return table.replace_schema_metadata({"pandas": json.dumps(pandas)})
-
-
-def _next_file(at: tuple[int, int], chunks_size: int = 1000) -> tuple[int, int]:
-    return (at[0] + 1, 0) if at[1] == chunks_size - 1 else (at[0], at[1] + 1)
 
 
 def _mb(path: Path) -> float:
