@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import numpy as np
@@ -56,6 +57,33 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def server(dataset):
     catalog = Catalog(dataset, dataset.parent / "progress.parquet", dataset.parent / "weights.parquet")
+    srv = ExploreServer(catalog, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+# ------------------------------------------------------------------------------ editing (test_edit*)
+
+
+@pytest.fixture
+def edit_dataset(dataset, tmp_path):
+    """A fresh copy of the dataset (edits write it) with a progress file holding stage probabilities."""
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root, symlinks=True)
+    table = pq.read_table(dataset.parent / "progress.parquet")
+    n = table.num_rows
+    first = np.linspace(1, 0, n, dtype=np.float32)
+    probs = pa.array([[float(a), float(1 - a)] for a in first], pa.list_(pa.float32()))
+    pq.write_table(table.append_column("stage_probs_sparse", probs), tmp_path / "progress.parquet")
+    return root
+
+
+@pytest.fixture
+def edit_server(edit_dataset):
+    catalog = Catalog(edit_dataset, edit_dataset.parent / "progress.parquet", None)
     srv = ExploreServer(catalog, "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
