@@ -82,8 +82,10 @@ def edit_dataset(dataset, tmp_path):
 
 
 @pytest.fixture
-def edit_server(edit_dataset):
-    catalog = Catalog(edit_dataset, edit_dataset.parent / "progress.parquet", None)
+def edit_server(edit_dataset, dataset):
+    catalog = Catalog(
+        edit_dataset, edit_dataset.parent / "progress.parquet", dataset.parent / "weights.parquet"
+    )
     srv = ExploreServer(catalog, "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
