@@ -62,7 +62,9 @@ def read_labels(cat) -> dict[str, Any]:
     for key, read in (("mistakes", read_mistakes), ("outcomes", read_outcomes)):
         try:
             out[key] = read(source)
-        except (ValueError, FileNotFoundError) as err:  # damaged records: shown, the rest still works
+        except FileNotFoundError:  # no meta/episodes parquet (v2.1): no such records
+            pass
+        except ValueError as err:  # damaged records: shown, the rest still works
             out["error"] = out["error"] or str(err)
     return out
 
@@ -146,7 +148,10 @@ def episode_labels(cat, episode: int) -> dict[str, Any]:
     labels = read_labels(cat)
     heads = list(labels["spans"]) or ["sparse"]
     spans = {h: labels["spans"].get(h, {}).get(episode, []) for h in heads}
-    progress, error = label_progress(cat, episode, spans, labels["spans"])
+    try:
+        progress, error = label_progress(cat, episode, spans, labels["spans"])
+    except ValueError as err:  # spans on disk that the labels cannot use
+        progress, error = {}, str(err)
     kinds = sorted({m.kind for marks in labels["mistakes"].values() for m in marks})
     return {
         "spans": spans,

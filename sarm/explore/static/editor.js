@@ -7,7 +7,7 @@ import { stageColour } from "./plot.js";
 
 export const state = { ep: null, edit: null, labels: {}, selected: null, error: null, token: null };
 let redraw = () => {}, reload = () => {}, seq = 0, timer = null, dirty = false;
-const NEW = "\u0000new";
+const NEW = ""; // the "new name…" option (stage names are never empty)
 
 const post = (path, body) => fetch(withToken(path), {
   method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
@@ -139,7 +139,7 @@ async function exportJson() {
   status(`wrote ${body.files.join(", ")} and downloaded ${Object.keys(body.contents).join(", ")}`);
 }
 
-export const isDirty = () => dirty;
+window.addEventListener("beforeunload", (e) => { if (dirty) e.preventDefault(); }); // unsaved edits: ask first
 
 $("editor").addEventListener("click", (e) => {
   const b = e.target.closest("button");
@@ -174,7 +174,7 @@ $("editor").addEventListener("input", (e) => {
   it[field] = field === "start" || field === "end" ? (t.value === "" ? null : Number(t.value)) : t.value;
   if (field === "name" && t.tagName === "INPUT" && t.value) {
     const names = state.ep.stage_names[tr.dataset.head] ||= [];
-    t.onblur = () => { if (!names.includes(t.value)) names.push(t.value); renderEditor(); };
+    t.onblur = () => { if (t.value && !names.includes(t.value)) names.push(t.value); }; // offered from now on
   }
   changed();
 });

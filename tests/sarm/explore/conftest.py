@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -54,15 +57,41 @@ def dataset(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="session")
-def server(dataset):
-    catalog = Catalog(dataset, dataset.parent / "progress.parquet", dataset.parent / "weights.parquet")
+@contextmanager
+def _serving(catalog):
     srv = ExploreServer(catalog, "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture(scope="session")
+def server(dataset):
+    catalog = Catalog(dataset, dataset.parent / "progress.parquet", dataset.parent / "weights.parquet")
+    with _serving(catalog) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium for Playwright: skipped without it or playwright, except in CI (CI=true), where
+    that fails."""
+    path, missing = shutil.which("chromium") or "/usr/bin/chromium", None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "playwright is not installed (pip install playwright)"
+    if missing is None and not Path(path).exists():
+        missing = "chromium is not installed (apt-get install -y chromium)"
+    if missing and os.environ.get("CI") == "true":
+        pytest.fail(f"browser tests need chromium in CI: {missing}")
+    if missing:
+        pytest.skip(f"browser tests skipped: {missing}")
+    return path
 
 
 # ------------------------------------------------------------------------------ editing (test_edit*)
@@ -86,9 +115,5 @@ def edit_server(edit_dataset, dataset):
     catalog = Catalog(
         edit_dataset, edit_dataset.parent / "progress.parquet", dataset.parent / "weights.parquet"
     )
-    srv = ExploreServer(catalog, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with _serving(catalog) as srv:
+        yield srv

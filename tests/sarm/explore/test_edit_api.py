@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from sarm.data.edit import write_episode_columns
-from sarm.explore import Catalog, ExploreServer
+from sarm.explore import Catalog, edit
 from sarm.labels.annotations import read_spans
 from sarm.labels.records import read_mistakes, read_outcomes
 
@@ -200,11 +199,7 @@ def test_foreign_annotations_are_read_only(edit_dataset, dataset):
     catalog = Catalog(edit_dataset, annotations=dataset)  # annotations read from another dataset
     ep = catalog.episode(0)
     assert ep["token"] is None and "--annotations" in ep["read_only"]
-    server = ExploreServer(catalog, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        status, reply = _call(server, "/api/episode/0/save", {"spans": SPANS, "token": "[]"})
-        assert status == 400 and "cannot save into the dataset" in reply["error"]
-    finally:
-        server.shutdown()
-        server.server_close()
+    before = (edit_dataset / EPISODES).read_bytes()
+    with pytest.raises(ValueError, match="cannot save into the dataset: the annotations were read from"):
+        edit.save(catalog, 0, {"spans": SPANS, "token": "[]"})
+    assert (edit_dataset / EPISODES).read_bytes() == before

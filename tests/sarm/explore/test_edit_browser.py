@@ -1,13 +1,12 @@
 """Editing labels in `sarm explore` in a real headless Chromium (Debian's package, Playwright): an edited
 span saves and the parquet changes as expected, an invalid edit shows sarm.labels' message and writes
 nothing, a change on disk after the page loaded is detected and nothing is overwritten, `[` `]` and
-dragging move a span, the spans JSON downloads, no console errors. Screenshots go to docs/explore/."""
+dragging move a span, spans are renamed, added and deleted, the spans JSON downloads, no console errors.
+Screenshots go to docs/explore/. Skipped without chromium, except in CI (the `chromium` fixture)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,25 +14,16 @@ import pytest
 
 from sarm.data.edit import write_episode_columns
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[3] / "docs" / "explore"
 EPISODES = "meta/episodes/chunk-000/file-000.parquet"
-_missing = None
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:
-    _missing = "playwright is not installed (pip install playwright)"
-if _missing is None and not Path(CHROMIUM).exists():
-    _missing = "chromium is not installed (apt-get install -y chromium)"
-if _missing and os.environ.get("CI") != "true":
-    pytest.skip(f"browser tests skipped: {_missing}", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
-def browser():
-    assert _missing is None, f"browser tests need chromium in CI: {_missing}"
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM)
+        b = p.chromium.launch(executable_path=chromium)
         yield b
         b.close()
 
@@ -183,6 +173,25 @@ def test_bracket_keys_and_dragging_move_the_span(page):
     assert page.input_value(_field("span", 1, "end")) == "19"
     _settled(page)
     assert page.is_hidden("#edit-error")  # reach 2..4, grasp 7..19: valid
+    assert page.errors == []
+
+
+def test_rename_add_and_delete_spans(page, edit_dataset):
+    options = page.eval_on_selector_all(f"{_field('span', 1, 'name')} option", "os => os.map(o => o.text)")
+    assert options == ["reach", "grasp", "new name…"]  # the task's stage names, then a new one
+    page.select_option(_field("span", 1, "name"), "")
+    page.fill(_field("span", 1, "name"), "lift")  # the select became a text input
+    page.click("#span-list tr.item[data-kind=span][data-i='0'] button[data-del]")  # delete reach
+    page.click("button[data-add=span]")  # at the cursor (frame 0): frames 0..10, the first unused name
+    _settled(page)
+    assert page.is_hidden("#edit-error")  # sharing the boundary frame 10 is allowed
+    page.fill(_field("span", 1, "end"), "9")
+    _settled(page)
+    page.click("#save")
+    page.wait_for_function("document.getElementById('edit-status').textContent.startsWith('saved')")
+    row = _row(edit_dataset, 0)
+    assert row["sparse_subtask_names"] == ["reach", "lift"]
+    assert row["sparse_subtask_start_frames"] == [0, 10] and row["sparse_subtask_end_frames"] == [9, 19]
     assert page.errors == []
 
 
