@@ -28,36 +28,37 @@ from sarm.labels.records import read_mistakes, read_outcomes
 HEADS = ("sparse", "dense")
 
 
-def editable(cat) -> str | None:
-    """None when saving into the dataset is possible, else why not (a sentence for the page)."""
+def disk_state(cat) -> tuple[str | None, str | None]:
+    """(the episodes token as an opaque string for the page, None) when saving into the dataset is
+    possible, else (None, why not). The token's mtimes do not fit a JS number, so it stays a string."""
     source = getattr(cat, "annotation_source", None)
     if source is not None and Path(source).resolve() != cat.root:
-        return (
+        return None, (
             f"the annotations were read from `{source}` (--annotations), not from the dataset: save to a "
             "spans JSON, or start `sarm explore` without --annotations to edit the dataset's columns"
         )
     try:
-        episodes_token(cat.root)
+        return json.dumps(episodes_token(cat.root).files), None
     except DatasetError as err:
-        return str(err)
-    return None
+        return None, str(err)
 
 
-def token_text(root) -> str:
-    """The episodes token as an opaque string for the page (its mtimes do not fit a JS number)."""
-    return json.dumps(episodes_token(root).files)
-
-
-def read_labels(cat) -> dict[str, Any]:
-    """Every episode's labels as on disk now: {"spans": {head: {ep: [dict]}}, "mistakes": {ep: [...]},
-    "outcomes": {ep: str}, "error": the first damaged record's message or None}; the dataset's own
-    columns, or the --annotations source."""
+def read_labels(cat, token: str | None) -> dict[str, Any]:
+    """Every episode's labels as on disk: {"spans": {head: {ep: [dict]}}, "mistakes": {ep: [...]},
+    "outcomes": {ep: str}, "error": the first damaged record's message or None, "schemas": a memo};
+    the dataset's own columns, or the --annotations source. Read again only when `token` (take it
+    first, `disk_state`) differs from the last read's; None (a source that is not edited) reads once."""
+    stamp = token or "static"
+    cached = getattr(cat, "_labels", None)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     source = getattr(cat, "annotation_source", None) or cat.root
     out: dict[str, Any] = {
         "spans": cat.read_annotations(source),
         "mistakes": {},
         "outcomes": {},
         "error": None,
+        "schemas": {},  # (head, task) -> the schema of the labels as on disk
     }
     for key, read in (("mistakes", read_mistakes), ("outcomes", read_outcomes)):
         try:
@@ -66,6 +67,7 @@ def read_labels(cat) -> dict[str, Any]:
             pass
         except ValueError as err:  # damaged records: shown, the rest still works
             out["error"] = out["error"] or str(err)
+    cat._labels = (stamp, out)
     return out
 
 
@@ -82,19 +84,31 @@ def _task_spans(cat, episode: int, per_episode: Mapping[int, list], spans) -> di
     return out
 
 
-def label_progress(cat, episode: int, spans_by_head, all_spans, order: str = "error"):
+def _schema(cat, episode: int, head: str, all_spans, spans, memo: dict | None):
+    """The stage schema of `episode`'s task as `sarm train` builds it (Eq. 1 over the task's annotated
+    episodes) with `episode`'s spans replaced by `spans`; `memo` (spans as on disk only) keeps it."""
+    key = (head, cat.ds.tasks[cat.ds.episode_position(episode)])
+    if memo is not None and key in memo:
+        return memo[key]
+    per = _task_spans(cat, episode, all_spans.get(head, {}), spans)
+    schema = schema_from_annotations(per, _lengths(cat)) if any(per.values()) else None
+    if memo is not None:
+        memo[key] = schema
+    return schema
+
+
+def label_progress(cat, episode: int, spans_by_head, all_spans, order: str = "error", memo=None):
     """({head: per-frame label progress or None}, first error or None): the labels `sarm train` builds
     from the spans (default names order, `order` as `--order`). On an error (spans out of the stage
-    order under "error") the labels are those of the spans as written (order "allow")."""
+    order under "error") the labels are those of the spans as written (order "allow"). `memo`: only
+    when the spans are those on disk."""
     length = _lengths(cat)[episode]
     out, error = {}, None
     for head, spans in spans_by_head.items():
         if not spans:
             out[head] = None
             continue
-        schema = schema_from_annotations(
-            _task_spans(cat, episode, all_spans.get(head, {}), spans), _lengths(cat)
-        )
+        schema = _schema(cat, episode, head, all_spans, spans, memo)
         try:
             y = schema.targets(spans, length, episode, order=order)
         except ValueError as err:
@@ -104,13 +118,11 @@ def label_progress(cat, episode: int, spans_by_head, all_spans, order: str = "er
     return out, error
 
 
-def stage_names(cat, episode: int, head: str, all_spans) -> list[str]:
+def stage_names(cat, episode: int, head: str, all_spans, memo=None) -> list[str]:
     """The task's stage names for `head`, in the order `sarm train` gives them (mean relative start over
     the task's annotated episodes), then the names of `meta/temporal_proportions_<head>.json`."""
-    per = _task_spans(cat, episode, all_spans.get(head, {}), all_spans.get(head, {}).get(episode))
-    names: list[str] = []
-    if any(per.values()):
-        names = list(schema_from_annotations(per, _lengths(cat)).names)
+    schema = _schema(cat, episode, head, all_spans, all_spans.get(head, {}).get(episode), memo)
+    names = [] if schema is None else list(schema.names)
     file = cat.root / "meta" / f"temporal_proportions_{head}.json"
     try:
         extra = list(json.loads(file.read_text())) if file.is_file() else []
@@ -143,13 +155,13 @@ def stage_probs(cat, episode: int) -> dict[str, list]:
 
 def episode_labels(cat, episode: int) -> dict[str, Any]:
     """What the episode view and its editor need of `episode`'s labels (module docstring)."""
-    reason = editable(cat)
-    token = token_text(cat.root) if reason is None else None  # first the token, then the read
-    labels = read_labels(cat)
+    token, reason = disk_state(cat)  # first the token, then the read
+    labels = read_labels(cat, token)
     heads = list(labels["spans"]) or ["sparse"]
     spans = {h: labels["spans"].get(h, {}).get(episode, []) for h in heads}
+    memo = labels["schemas"]
     try:
-        progress, error = label_progress(cat, episode, spans, labels["spans"])
+        progress, error = label_progress(cat, episode, spans, labels["spans"], memo=memo)
     except ValueError as err:  # spans on disk that the labels cannot use
         progress, error = {}, str(err)
     kinds = sorted({m.kind for marks in labels["mistakes"].values() for m in marks})
@@ -159,7 +171,7 @@ def episode_labels(cat, episode: int) -> dict[str, Any]:
         "outcome": labels["outcomes"].get(episode),
         "labels": progress,
         "label_error": error,
-        "stage_names": {h: stage_names(cat, episode, h, labels["spans"]) for h in heads},
+        "stage_names": {h: stage_names(cat, episode, h, labels["spans"], memo) for h in heads},
         "mistake_kinds": kinds,
         "stage_probs": stage_probs(cat, episode),
         "read_error": labels["error"],

@@ -31,7 +31,7 @@ from typing import Any
 from sarm.annotate.write import spans_path, write_json
 from sarm.data.edit import EpisodesToken, StaleEpisodesError, write_episode_columns
 from sarm.data.errors import DatasetError
-from sarm.explore.detail import HEADS, editable, label_progress, read_labels
+from sarm.explore.detail import HEADS, disk_state, label_progress, read_labels
 from sarm.labels.annotations import read_spans, validate_spans
 from sarm.labels.mistakes import coerce_outcome, validate_mistakes
 from sarm.labels.records import episode_columns, read_mistakes, read_outcomes
@@ -80,7 +80,7 @@ def parse_edit(cat, episode: int, data: dict) -> Edit:
 
 def _check(cat, episode: int, data: dict):
     edit = parse_edit(cat, episode, data)
-    now = read_labels(cat)
+    now = read_labels(cat, disk_state(cat)[0])
     labels, error = label_progress(cat, episode, edit.spans, now["spans"], edit.order)
     return edit, labels, error, now
 
@@ -123,7 +123,7 @@ def _columns(cat, edit: Edit, now: dict) -> dict:
 def save(cat, episode: int, data: dict) -> dict[str, Any]:
     """Write the edit into the dataset's annotation columns (module docstring); ValueError for an
     invalid edit or a dataset that cannot be edited, StaleEpisodesError when the files changed."""
-    reason = editable(cat)
+    reason = disk_state(cat)[1]
     if reason is not None:
         raise ValueError(f"cannot save into the dataset: {reason}")
     token = _token(data.get("token"))

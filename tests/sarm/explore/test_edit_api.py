@@ -203,3 +203,12 @@ def test_foreign_annotations_are_read_only(edit_dataset, dataset):
     with pytest.raises(ValueError, match="cannot save into the dataset: the annotations were read from"):
         edit.save(catalog, 0, {"spans": SPANS, "token": "[]"})
     assert (edit_dataset / EPISODES).read_bytes() == before
+
+
+def test_each_load_reads_what_is_on_disk_now(edit_server, edit_dataset):
+    first = _episode(edit_server, 0)
+    assert first["outcome"] is None
+    assert _episode(edit_server, 0)["token"] == first["token"]  # nothing changed: the same token
+    write_episode_columns(edit_dataset, {"outcome": {0: "partial"}}, backup=False)  # another writer
+    again = _episode(edit_server, 0)
+    assert again["outcome"] == "partial" and again["token"] != first["token"]
