@@ -54,6 +54,9 @@ export function renderEditor() {
     rows.push(`<tr class="group"><th>${esc(h)} stages</th><th>start</th><th>end</th><th><button data-add="span" data-head="${esc(h)}">+ span</button></th></tr>`);
     spans.forEach((s, i) => rows.push(row("span", h, i, s)));
   }
+  for (const h of ["sparse", "dense"].filter((h) => !(h in e.spans))) {
+    rows.push(`<tr class="group"><th colspan="3">no ${h} spans</th><th><button data-add-head="${h}">+ ${h} head</button></th></tr>`);
+  }
   rows.push(`<tr class="group"><th>mistakes</th><th>start</th><th>end</th><th><button data-add="mistake">+ mistake</button></th></tr>`);
   e.mistakes.forEach((m, i) => rows.push(row("mistake", null, i, m)));
   const kinds = [...new Set(["pause", "fumble", "drop_regrasp", ...(state.ep.mistake_kinds || [])])];
@@ -148,6 +151,7 @@ $("editor").addEventListener("click", (e) => {
   if (b?.id === "export") return exportJson();
   if (b?.id === "reload") return reload();
   if (b?.dataset.add) return add(b.dataset.add, b.dataset.head);
+  if (b?.dataset.addHead) { state.edit.spans[b.dataset.addHead] = []; renderEditor(); return redraw(); }
   const tr = e.target.closest("tr.item");
   if (!tr) return;
   const sel = { kind: tr.dataset.kind, head: tr.dataset.head || null, i: Number(tr.dataset.i) };

@@ -212,3 +212,25 @@ def test_each_load_reads_what_is_on_disk_now(edit_server, edit_dataset):
     write_episode_columns(edit_dataset, {"outcome": {0: "partial"}}, backup=False)  # another writer
     again = _episode(edit_server, 0)
     assert again["outcome"] == "partial" and again["token"] != first["token"]
+
+
+def test_a_dense_head_saves_and_exports_beside_the_sparse(edit_server, edit_dataset):
+    dense = [{"name": "open", "start": 0, "end": 7}, {"name": "close", "start": 8, "end": 19}]
+    ep = _episode(edit_server, 0)
+    status, _ = _call(
+        edit_server, "/api/episode/0/save", {"spans": {**SPANS, "dense": dense}, "token": ep["token"]}
+    )
+    assert status == 200
+    row = _row(edit_dataset, 0)
+    assert row["dense_subtask_names"] == ["open", "close"]
+    assert row["dense_subtask_start_frames"] == [0, 8] and row["dense_subtask_end_frames"] == [7, 19]
+    assert _row(edit_dataset, 1)["dense_subtask_names"] is None  # other episodes: unannotated
+    again = _episode(edit_server, 0)
+    assert again["spans"]["dense"] == dense and again["stage_names"]["dense"] == ["open", "close"]
+    assert len(again["labels"]["dense"]) == 20
+    status, reply = _call(
+        edit_server, "/api/episode/0/export", {"spans": {"sparse": SPANS["sparse"], "dense": dense}}
+    )
+    assert status == 200 and reply["files"] == ["meta/explore/spans.json", "meta/explore/spans.dense.json"]
+    spans = read_spans(edit_dataset / "meta" / "explore" / "spans.dense.json")
+    assert [tuple(s) for s in spans[0]] == [("open", 0, 7), ("close", 8, 19)]

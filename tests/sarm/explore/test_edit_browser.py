@@ -195,6 +195,29 @@ def test_rename_add_and_delete_spans(page, edit_dataset):
     assert page.errors == []
 
 
+def test_a_dense_head_can_be_started(page, edit_dataset):
+    page.click("button[data-add-head=dense]")
+    page.click("button[data-add=span][data-head=dense]")  # frames 0..10 at the cursor, named "stage"
+    page.select_option("#span-list tr.item[data-head=dense] [data-field=name]", "")  # "new name…"
+    page.fill("#span-list tr.item[data-head=dense] [data-field=name]", "open")
+    _settled(page)
+    assert page.is_hidden("#edit-error")
+    page.click("#save")
+    page.wait_for_function("document.getElementById('edit-status').textContent.startsWith('saved')")
+    row = _row(edit_dataset, 0)
+    assert (
+        row["dense_subtask_names"],
+        row["dense_subtask_start_frames"],
+        row["dense_subtask_end_frames"],
+    ) == (
+        ["open"],
+        [0],
+        [10],
+    )
+    assert row["sparse_subtask_end_frames"] == [9, 19]  # the sparse head as it was
+    assert page.errors == []
+
+
 def test_spans_json_downloads(page, edit_dataset):
     page.fill(_field("span", 0, "end"), "5")
     page.fill(_field("span", 1, "start"), "6")
