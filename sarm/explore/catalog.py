@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from sarm.data import open_dataset
+from sarm.explore.detail import episode_labels
 from sarm.labels.annotations import read_lerobot_annotations
 
 HEADS = ("sparse", "dense")
@@ -43,6 +44,8 @@ def _annotations(source) -> dict[str, dict[int, list]]:
 class Catalog:
     """The episodes of `dataset` with their progress per head, weights and annotation spans."""
 
+    read_annotations = staticmethod(_annotations)  # {head: {episode: [span dicts]}} of a source, now
+
     def __init__(self, dataset, progress=None, weights=None, annotations=None, chunk_size: int | None = None):
         self.ds = open_dataset(dataset) if isinstance(dataset, str | os.PathLike) else dataset
         self.root = Path(self.ds.root).resolve()
@@ -62,6 +65,7 @@ class Catalog:
             self.weights = _per_episode(ep, table["weight"].to_numpy().astype(np.float32))
             self.files["weights"] = Path(weights).resolve()
         self.spans = _annotations(self.root if annotations is None else annotations)
+        self.annotation_source = None if annotations is None else Path(annotations)
 
     def _video(self, camera: str, episode: int) -> dict[str, Any]:
         paths, offsets, missing = self.ds._video(camera)
@@ -103,7 +107,9 @@ class Catalog:
 
     def episode(self, episode: int) -> dict[str, Any]:
         """One episode: fps, length, task, videos (file and from/to timestamps), progress per head,
-        weights and annotation spans per head. KeyError for an episode not in the dataset."""
+        weights, and its labels read from disk now (`sarm.explore.detail.episode_labels`: spans per
+        head, mistakes, outcome, label progress, stage probabilities, the episodes token for a save).
+        KeyError for an episode not in the dataset."""
         if episode not in set(self.ds.episodes.tolist()):
             raise KeyError(f"episode {episode} is not in the dataset")
         pos = self.ds.episode_position(episode)
@@ -119,6 +125,6 @@ class Catalog:
             "videos": [self._video(c, episode) for c in self.ds._videos],
             "progress": {h: listed(per.get(episode)) for h, per in self.progress.items()},
             "weights": listed(self.weights.get(episode)) if self.weights else None,
-            "spans": {h: spans.get(episode, []) for h, spans in self.spans.items()},
             "chunk_size": self.chunk_size,
+            **episode_labels(self, episode),
         }

@@ -9,8 +9,8 @@ Routes (the page and its assets are public package code; every other one needs `
     GET /files/REL             a file of the dataset root, with HTTP range requests (206, Content-Range)
     GET /files/@progress, /files/@weights   the progress / weights file given on the command line
 Writes (POST/PUT/DELETE) also need the Host to be this server's own and, when sent, the Origin to match:
-a page of another site, or a DNS-rebound name, cannot write. No write route exists yet: a checked write is
-answered 404, an unchecked one 403.
+a page of another site, or a DNS-rebound name, cannot write; an unchecked write is answered 403.
+    POST /api/episode/N/{validate,save,export}   label edits (`sarm.explore.edit`)
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sarm.explore import edit
 from sarm.explore.catalog import Catalog
 
 STATIC = Path(__file__).with_name("static")
@@ -198,4 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 # regex of the URL path -> handler(request handler, match, request body bytes); filled in by the
 # write features (editing, curation exports), each checked by `_write_ok` before it runs
-_WRITE_ROUTES: dict = {}
+_WRITE_ROUTES: dict = {
+    r"/api/episode/(\d+)/validate": edit.validate_route,
+    r"/api/episode/(\d+)/save": edit.save_route,
+    r"/api/episode/(\d+)/export": edit.export_route,
+}

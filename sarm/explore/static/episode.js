@@ -1,40 +1,29 @@
-// sarm explore: the episode view (videos in sync with the progress plot, keyboard, seeking).
+// sarm explore: the episode view (videos in sync with the plot, keyboard, seeking, dragging spans).
 import { $, api, token } from "./api.js";
+import { allNames, dragTo, setEdge, select, startEditor, state } from "./editor.js";
+import { drawPlot, hitTest } from "./plot.js";
 
-const COLOURS = ["#e6194b33", "#3cb44b33", "#4363d833", "#f5823133", "#911eb433", "#42d4f433"];
-const HEAD_COLOURS = { sparse: "#1f77b4", dense: "#d62728" };
-
-let episode = null;
+let episode = null, layout = null, cursor = 0, drag = null;
 
 function frameOf(video) { return Math.max(0, Math.min(episode.length - 1, Math.floor((video.currentTime - video.dataset.from) * episode.fps + 1e-6))); }
 function seekFrame(f) {
   f = Math.max(0, Math.min(episode.length - 1, f));
   for (const v of document.querySelectorAll("#videos video")) v.currentTime = Number(v.dataset.from) + (f + 0.5) / episode.fps;
-  drawPlot(f);
+  draw(f);
 }
 
-function drawPlot(cursor) {
-  const c = $("plot"), g = c.getContext("2d"), W = c.width, H = c.height, pad = 30, n = episode.length;
-  const x = (f) => pad + (W - 2 * pad) * (n > 1 ? f / (n - 1) : 0), y = (v) => H - pad - (H - 2 * pad) * v;
-  g.clearRect(0, 0, W, H);
-  let i = 0;
-  for (const spans of Object.values(episode.spans)) {
-    for (const s of spans) { g.fillStyle = COLOURS[i++ % COLOURS.length]; g.fillRect(x(s.start), pad, x(s.end) - x(s.start) || 1, H - 2 * pad); }
-  }
-  g.strokeStyle = "#999"; g.strokeRect(pad, pad, W - 2 * pad, H - 2 * pad);
-  const line = (values, colour, dash) => {
-    if (!values) return; g.strokeStyle = colour; g.setLineDash(dash); g.beginPath(); let on = false;
-    values.forEach((v, f) => { if (v === null) { on = false; return; } on ? g.lineTo(x(f), y(v)) : g.moveTo(x(f), y(v)); on = true; });
-    g.stroke(); g.setLineDash([]);
-  };
-  for (const [h, values] of Object.entries(episode.progress)) line(values, HEAD_COLOURS[h] || "#333", []);
-  line(episode.weights, "#2ca02c", [4, 3]);
-  g.strokeStyle = "#000"; g.beginPath(); g.moveTo(x(cursor), pad - 5); g.lineTo(x(cursor), H - pad + 5); g.stroke();
-  $("frame").textContent = cursor; c.dataset.cursor = cursor;
+function draw(at = cursor) {
+  if (!episode) return;
+  cursor = at;
+  const probs = Object.fromEntries(Object.entries(episode.stage_probs || {}).filter(([, p]) => p && p.some((r) => r)));
+  layout = drawPlot($("plot"), { ep: episode, edit: state.edit, labels: state.labels, selected: state.selected, cursor, names: allNames(), probs });
+  $("frame").textContent = cursor; $("plot").dataset.cursor = cursor;
 }
 
 export async function showEpisode(index) {
-  episode = await api(`api/episode/${index}`);
+  episode = null;
+  const ep = await api(`api/episode/${index}`);
+  episode = ep;
   $("table-view").hidden = true; $("episode-view").hidden = false;
   $("episode-title").textContent = `episode ${index} · ${episode.task} · ${episode.length} frames`;
   const box = $("videos"); box.innerHTML = "";
@@ -47,31 +36,58 @@ export async function showEpisode(index) {
     fig.append(video, Object.assign(document.createElement("figcaption"), { textContent: v.camera }));
     box.append(fig);
   }
-  drawPlot(0);
+  startEditor(episode, () => draw(), () => showEpisode(index));
+  draw(0);
   const tick = () => {
     const video = document.querySelector("#videos video");
-    if (episode && video) {
+    if (episode === ep && video && !drag) {
       if (video.currentTime >= Number(video.dataset.to) && !video.paused) video.pause();
-      drawPlot(frameOf(video));
+      draw(frameOf(video));
     }
-    if (!$("episode-view").hidden) requestAnimationFrame(tick);
+    if (episode === ep && !$("episode-view").hidden) requestAnimationFrame(tick);
   };
   requestAnimationFrame(tick);
 }
 
 export function hideEpisode() { $("episode-view").hidden = true; episode = null; document.querySelectorAll("#videos video").forEach((v) => v.pause()); }
 
-$("plot").addEventListener("click", (e) => {
-  const c = $("plot"), r = c.getBoundingClientRect(), pad = 30, px = (e.clientX - r.left) * c.width / r.width;
-  seekFrame(Math.round((px - pad) / (c.width - 2 * pad) * (episode.length - 1)));
+// the plot: a click seeks; on a span or mistake it also selects it; dragging its edge or body moves it
+const local = (e) => { const c = $("plot"), r = c.getBoundingClientRect(); return { x: e.clientX - r.left - c.clientLeft, y: e.clientY - r.top - c.clientTop }; };
+$("plot").addEventListener("mousedown", (e) => {
+  if (!episode || !layout) return;
+  const p = local(e), hit = hitTest(layout, p.x, p.y, state.edit);
+  const item = hit && (hit.kind === "span" ? state.edit.spans[hit.head][hit.i] : state.edit.mistakes[hit.i]);
+  drag = { hit, x: p.x, f: layout.frameAt(p.x), from: item ? { ...item } : null, moved: false };
+  if (hit) { e.preventDefault(); select({ kind: hit.kind, head: hit.head, i: hit.i }); }
 });
+window.addEventListener("mousemove", (e) => {
+  if (!episode || !layout) return;
+  const p = local(e);
+  if (!drag) {
+    const hit = hitTest(layout, p.x, p.y, state.edit);
+    $("plot").style.cursor = !hit ? "crosshair" : hit.edge === "body" ? "grab" : "ew-resize";
+    return;
+  }
+  if (!drag.hit || (!drag.moved && Math.abs(p.x - drag.x) < 3)) return;
+  drag.moved = true;
+  const f = layout.frameAt(p.x);
+  dragTo(drag.hit, drag.from, f - drag.f, f, false);
+});
+window.addEventListener("mouseup", (e) => {
+  if (!drag) return;
+  const d = drag; drag = null;
+  if (!d.moved) { if (e.target === $("plot")) seekFrame(layout.frameAt(local(e).x)); return; }
+  const f = layout.frameAt(local(e).x);
+  dragTo(d.hit, d.from, f - d.f, f, true);
+});
+
 document.addEventListener("keydown", (e) => {
-  if (!episode || e.target.tagName === "INPUT") return;
+  if (!episode || ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
+  if (e.key === "[" || e.key === "]") { e.preventDefault(); setEdge(e.key === "[" ? "start" : "end", cursor); return; }
   const videos = [...document.querySelectorAll("#videos video")], video = videos[0];
-  if (!video) return;
-  if (e.key === " ") { e.preventDefault(); videos.forEach((v) => (video.paused ? v.play() : v.pause())); }
+  if (e.key === " " && video) { e.preventDefault(); videos.forEach((v) => (video.paused ? v.play() : v.pause())); }
   else if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
     e.preventDefault(); const step = (e.shiftKey ? Math.round(episode.fps) : 1) * (e.key === "ArrowLeft" ? -1 : 1);
-    videos.forEach((v) => v.pause()); seekFrame(frameOf(video) + step);
+    videos.forEach((v) => v.pause()); seekFrame((video ? frameOf(video) : cursor) + step);
   }
 });

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -53,12 +57,63 @@ def dataset(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="session")
-def server(dataset):
-    catalog = Catalog(dataset, dataset.parent / "progress.parquet", dataset.parent / "weights.parquet")
+@contextmanager
+def _serving(catalog):
     srv = ExploreServer(catalog, "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture(scope="session")
+def server(dataset):
+    catalog = Catalog(dataset, dataset.parent / "progress.parquet", dataset.parent / "weights.parquet")
+    with _serving(catalog) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium for Playwright: skipped without it or playwright, except in CI (CI=true), where
+    that fails."""
+    path, missing = shutil.which("chromium") or "/usr/bin/chromium", None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "playwright is not installed (pip install playwright)"
+    if missing is None and not Path(path).exists():
+        missing = "chromium is not installed (apt-get install -y chromium)"
+    if missing and os.environ.get("CI") == "true":
+        pytest.fail(f"browser tests need chromium in CI: {missing}")
+    if missing:
+        pytest.skip(f"browser tests skipped: {missing}")
+    return path
+
+
+# ------------------------------------------------------------------------------ editing (test_edit*)
+
+
+@pytest.fixture
+def edit_dataset(dataset, tmp_path):
+    """A fresh copy of the dataset (edits write it) with a progress file holding stage probabilities."""
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root, symlinks=True)
+    table = pq.read_table(dataset.parent / "progress.parquet")
+    n = table.num_rows
+    first = np.linspace(1, 0, n, dtype=np.float32)
+    probs = pa.array([[float(a), float(1 - a)] for a in first], pa.list_(pa.float32()))
+    pq.write_table(table.append_column("stage_probs_sparse", probs), tmp_path / "progress.parquet")
+    return root
+
+
+@pytest.fixture
+def edit_server(edit_dataset, dataset):
+    catalog = Catalog(
+        edit_dataset, edit_dataset.parent / "progress.parquet", dataset.parent / "weights.parquet"
+    )
+    with _serving(catalog) as srv:
+        yield srv

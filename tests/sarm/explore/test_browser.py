@@ -1,35 +1,25 @@
 """`sarm explore` in a real headless Chromium (Debian's package, driven by Playwright): the table loads
 and sorts, an episode's video plays and the plot cursor follows, clicking the plot seeks, no console
-errors. Screenshots go to docs/explore/. Skipped without chromium, except in CI (CI=true), where it fails."""
+errors. Screenshots go to docs/explore/. Skipped without chromium, except in CI (CI=true), where it fails
+(the `chromium` fixture of conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[3] / "docs" / "explore"
-_missing = None
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:
-    _missing = "playwright is not installed (pip install playwright)"
-if _missing is None and not Path(CHROMIUM).exists():
-    _missing = "chromium is not installed (apt-get install -y chromium)"
-if _missing and os.environ.get("CI") != "true":
-    pytest.skip(f"browser tests skipped: {_missing}", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    assert _missing is None, f"browser tests need chromium in CI: {_missing}"
+def page(server, chromium):
+    from playwright.sync_api import sync_playwright
+
     errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--autoplay-policy=no-user-gesture-required"]
+            executable_path=chromium, args=["--autoplay-policy=no-user-gesture-required"]
         )
         pg = browser.new_page(viewport={"width": 1100, "height": 800})
         pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
