@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from sarm.data import open_dataset
+from sarm.explore.scores import TableScores, known_outcomes, outcome_of, weights_chunk_size
 from sarm.labels.annotations import read_lerobot_annotations
 
 HEADS = ("sparse", "dense")
@@ -46,8 +47,9 @@ class Catalog:
     def __init__(self, dataset, progress=None, weights=None, annotations=None, chunk_size: int | None = None):
         self.ds = open_dataset(dataset) if isinstance(dataset, str | os.PathLike) else dataset
         self.root = Path(self.ds.root).resolve()
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size if chunk_size is not None else weights_chunk_size(weights)
         self.progress: dict[str, dict[int, np.ndarray]] = {}
+        self.scores: TableScores | None = None
         self.files = {"progress": None, "weights": None}
         if progress is not None:
             from rabc.progress_io import read_progress
@@ -55,13 +57,16 @@ class Catalog:
             table = read_progress(progress, sort=True)
             self.progress = {h: _per_episode(table.episode_index, table.column(h)) for h in table.heads}
             self.files["progress"] = Path(progress).resolve()
+            tasks = dict(zip(self.ds.episodes.tolist(), self.ds.tasks, strict=True))
+            self.scores = TableScores(table, self.chunk_size, tasks, weights)
         self.weights: dict[int, np.ndarray] = {}
         if weights is not None:
             table = pq.read_table(weights, columns=["episode_index", "weight"])
             ep = table["episode_index"].to_numpy()
             self.weights = _per_episode(ep, table["weight"].to_numpy().astype(np.float32))
             self.files["weights"] = Path(weights).resolve()
-        self.spans = _annotations(self.root if annotations is None else annotations)
+        self.annotations = self.root if annotations is None else annotations
+        self.spans = _annotations(self.annotations)
 
     def _video(self, camera: str, episode: int) -> dict[str, Any]:
         paths, offsets, missing = self.ds._video(camera)
@@ -81,21 +86,28 @@ class Catalog:
         }
 
     def episodes(self) -> list[dict[str, Any]]:
-        """One row per episode: index, task, length, annotations present, progress and weight summaries."""
+        """One row per episode: index, task, length, outcome (known, else predicted), annotations present,
+        progress and weight summaries, and the scores of `rabc episodes` (with a chunk size)."""
+        known = known_outcomes(self.annotations)
         rows = []
         for pos, ep in enumerate(self.ds.episodes.tolist()):
+            outcome, source = outcome_of(ep, known, self.scores)
             row: dict[str, Any] = {
                 "episode_index": int(ep),
                 "task": self.ds.tasks[pos],
                 "length": int(self.ds.episode_lengths[pos]),
+                "outcome": outcome,
+                "outcome_source": source,
                 "annotations": sorted(h for h, spans in self.spans.items() if ep in spans),
             }
             for head, per in self.progress.items():
                 values = per.get(int(ep))
-                known = values[np.isfinite(values)] if values is not None else np.empty(0)
-                row[f"final_{head}"] = float(known[-1]) if known.size else None
-                row[f"mean_{head}"] = float(known.mean()) if known.size else None
-            if self.weights:
+                known_values = values[np.isfinite(values)] if values is not None else np.empty(0)
+                row[f"final_{head}"] = float(known_values[-1]) if known_values.size else None
+                row[f"mean_{head}"] = float(known_values.mean()) if known_values.size else None
+            if self.scores is not None:
+                row.update(self.scores.row(ep))
+            if self.weights:  # the weights file's own mean, over the scores' recomputed one
                 w = self.weights.get(int(ep))
                 row["mean_weight"] = float(w.mean()) if w is not None and w.size else None
             rows.append(row)

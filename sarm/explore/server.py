@@ -6,11 +6,13 @@ Routes (the page and its assets are public package code; every other one needs `
     GET /static/NAME           a page asset (only files of that folder)
     GET /api/episodes          the episode list (`Catalog.episodes`)
     GET /api/episode/N         one episode (`Catalog.episode`)
+    GET /api/frame/N?camera=KEY&frame=F   one decoded frame as JPEG (`sarm.explore.frames`)
     GET /files/REL             a file of the dataset root, with HTTP range requests (206, Content-Range)
     GET /files/@progress, /files/@weights   the progress / weights file given on the command line
+    POST /api/curation[/download]  the keep / drop export (`sarm.explore.curation`)
 Writes (POST/PUT/DELETE) also need the Host to be this server's own and, when sent, the Origin to match:
-a page of another site, or a DNS-rebound name, cannot write. No write route exists yet: a checked write is
-answered 404, an unchecked one 403.
+a page of another site, or a DNS-rebound name, cannot write. A checked write to no route is answered 404,
+an unchecked one 403.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sarm.explore.catalog import Catalog
+from sarm.explore.curation import curation_route
+from sarm.explore.frames import frame_route
 
 STATIC = Path(__file__).with_name("static")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -50,8 +54,19 @@ def safe_path(root: Path, relative: str) -> Path | None:
 class ExploreServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, catalog: Catalog, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
+    def __init__(
+        self,
+        catalog: Catalog,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        *,
+        export_dir=None,
+        repo_id: str | None = None,
+    ):
         self.catalog = catalog
+        self.export_dir = Path(export_dir or catalog.root).resolve()  # where curation exports go
+        self.repo_id = repo_id or "<repo_id>"  # named in LeRobot's delete command of the export
         self.token = token or secrets.token_urlsafe(24)
         super().__init__((host, port), _Handler)
 
@@ -161,6 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(cat.episode(int(m[1])))
             except KeyError as err:
                 return self._error(404, str(err.args[0]))
+        if m := re.fullmatch(r"/api/frame/(\d+)", path):  # a decoded frame, for codecs the browser lacks
+            return frame_route(self, cat, int(m[1]), query)
         if path.startswith("/files/"):
             rel = path.removeprefix("/files/")
             if rel in ("@progress", "@weights"):
@@ -199,3 +216,4 @@ class _Handler(BaseHTTPRequestHandler):
 # regex of the URL path -> handler(request handler, match, request body bytes); filled in by the
 # write features (editing, curation exports), each checked by `_write_ok` before it runs
 _WRITE_ROUTES: dict = {}
+_WRITE_ROUTES[r"/api/curation(/download)?"] = curation_route
