@@ -4,7 +4,7 @@ import { $, api, fmt, token, withToken } from "./api.js";
 
 const ROW_H = 26, MARGIN = 15;  // row height in px (style.css: #episodes tr.row), rows drawn beyond the view
 const COLUMNS = [  // [key, header]; a column shows when some row has its key (_mark always)
-  ["episode_index", "episode"], ["_mark", "keep / drop"], ["task", "task"], ["length", "length"],
+  ["episode_index", "episode"], ["_mark", "mark"], ["task", "task"], ["length", "length"],
   ["outcome", "outcome"], ["score", "score"], ["final_progress", "final"], ["max_drop", "max drop"],
   ["stalled_fraction", "stalled"], ["rank", "rank"], ["percentile", "percentile"],
   ["mean_weight", "mean weight"], ["zero_weight_fraction", "zero weight"],
@@ -48,7 +48,8 @@ function passes(r, f) {
 }
 
 function header() {
-  $("episodes").tHead.innerHTML = "<tr>" + cols.map(([k, label]) => `<th data-key="${k}">` +
+  const text = new Set(["task", "outcome", "annotations"]);
+  $("episodes").tHead.innerHTML = "<tr>" + cols.map(([k, label]) => `<th data-key="${k}"${text.has(k) ? ' class="text"' : ""}>` +
     (k === "episode_index" ? '<input type="checkbox" id="select-all" title="select all shown"> ' : "") +
     `${label}${k === sortKey ? (sortDir > 0 ? " ▲" : " ▼") : ""}</th>`).join("") + "</tr>";
 }
@@ -65,7 +66,7 @@ function cell(tr, r, key) {
       title: drop ? `dropped (${dropped.get(r.episode_index)}); click to keep` : "kept; click to drop" }));
   } else if (key === "outcome") {
     td.textContent = r.outcome === null ? "–" : r.outcome_source === "predicted" ? `${r.outcome} (predicted)` : r.outcome;
-    if (r.outcome_source === "predicted") td.className = "predicted";
+    td.className = r.outcome_source === "predicted" ? "text predicted" : "text";
   } else {
     td.textContent = fmt(r[key]);
     if (key === "task" || key === "annotations") td.className = "text";
@@ -86,7 +87,8 @@ function paint() {  // the rows in view of #table-scroll, spacers for the rest
   if (first > 0) body.append(spacer(first * ROW_H));
   for (let i = first; i < last; i++) {
     const r = shown[i], tr = body.insertRow();
-    tr.className = dropped.has(r.episode_index) ? "row dropped" : "row"; tr.dataset.episode = r.episode_index;
+    tr.className = `row${dropped.has(r.episode_index) ? " dropped" : ""}${selected.has(r.episode_index) ? " picked" : ""}`;
+    tr.dataset.episode = r.episode_index;
     for (const [k] of cols) cell(tr, r, k);
   }
   if (last < shown.length) body.append(spacer((shown.length - last) * ROW_H));
