@@ -40,6 +40,7 @@ def run(args) -> int:
 
         check_output_dir(args.export_dir, "--export-dir")
     catalog = Catalog(open_from_args(args), args.progress, args.weights, args.annotations, args.chunk_size)
+    catalog.episode_columns_json()  # the table's columns are computed once, before the page asks
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"sarm explore: warning: binding {args.host} lets other machines reach this server; "

@@ -2,8 +2,8 @@
 `rabc episodes`, computed once from the progress table.
 
     columns = TableScores(progress_table, chunk_size=50, tasks={0: "pick", ...})
-    columns.row(3)       # {"score": 0.71, "max_drop": 0.05, ..., "predicted_success": True}
-    outcome_of(3, known={3: "failure"}, scores=columns)   # ("failure", "known")
+    columns.columns(episodes)    # {"final_sparse": [...], "score": [...], "max_drop": [...], ...}
+    columns.predicted            # {episode: True / False}: the paper's rule
 
 Known outcomes come from the dataset's `outcome` column (`sarm.labels.records.read_outcomes`); an
 episode without one is given the paper's rule (final progress > 0.8 and last-third mean > 0.6) as a
@@ -14,7 +14,6 @@ episode without one is given the paper's rule (final progress > 0.8 and last-thi
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -86,29 +85,71 @@ class TableScores:
         self.predicted = {
             int(e): bool(s) for e, s, known in zip(episodes, success, has, strict=True) if known
         }
-        self._position = {int(e): i for i, e in enumerate(episodes)}
+        self._episodes = episodes
+        self._summaries = {}  # final_<head>, mean_<head>: the last and mean known progress
+        for head in table.heads:
+            p = table.column(head)
+            finite = np.isfinite(p)
+            count = np.add.reduceat(finite, starts)
+            last = np.maximum.reduceat(np.where(finite, np.arange(p.size), -1), starts)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.add.reduceat(np.where(finite, p, 0.0).astype(np.float64), starts) / count
+            self._summaries[f"final_{head}"] = np.where(count > 0, p[np.maximum(last, 0)], np.nan)
+            self._summaries[f"mean_{head}"] = mean
 
-    def row(self, episode: int) -> dict:
-        """The shown score columns of one episode (NaN as None); {} when it has no scores."""
-        i = self._position.get(int(episode))
-        if self.scores is None or i is None:
-            return {}
+    def columns(self, episodes: np.ndarray) -> dict[str, list]:
+        """{column: values in the order of `episodes`}: final_/mean_ per head, then the scores (with a
+        chunk size); None where the progress file has no (known) value."""
+        where = np.searchsorted(self._episodes, episodes)
+        where = np.minimum(where, self._episodes.size - 1)
+        found = self._episodes[where] == episodes
+        arrays = dict(self._summaries)
+        if self.scores is not None:
+            arrays |= {key: self.scores[key] for key in SHOWN}
         out = {}
-        for key in SHOWN:
-            value = self.scores[key][i]
-            value = value.item() if isinstance(value, np.generic) else value
-            out[key] = None if isinstance(value, float) and math.isnan(value) else value
-        if out["rank"] is not None:
-            out["rank"] = int(out["rank"])
+        for key, values in arrays.items():
+            if key == "rank":
+                values = np.where(np.isnan(values), -1, values).astype(np.int64)
+                out[key] = [
+                    int(v) if v >= 0 and ok else None for v, ok in zip(values[where], found, strict=True)
+                ]
+            elif values.dtype.kind == "f":
+                out[key] = [
+                    v if ok else None for v, ok in zip(float32_list(values[where]), found, strict=True)
+                ]
+            else:
+                out[key] = [v.item() if ok else None for v, ok in zip(values[where], found, strict=True)]
         return out
 
 
-def outcome_of(
-    episode: int, known: dict[int, str], scores: TableScores | None
-) -> tuple[str | None, str | None]:
-    """(outcome, where it comes from): ("failure", "known"), ("success", "predicted") or (None, None)."""
-    if episode in known:
-        return known[episode], "known"
-    if scores is not None and episode in scores.predicted:
-        return ("success" if scores.predicted[episode] else "failure"), "predicted"
-    return None, None
+def float32_list(values: np.ndarray) -> list[float | None]:
+    """Floats at float32 precision (the progress and weights are float32), written shortest: "0.5263158"
+    rather than "0.5263158082962036" in the JSON; NaN as None."""
+    text = np.asarray(values, np.float64).astype(np.float32).astype(str)
+    return [None if t == "nan" else float(t) for t in text.tolist()]
+
+
+def static_columns(catalog) -> dict[str, list]:
+    """The columns that do not change while the page runs: task, length, progress summaries, scores and
+    the weights file's mean weight per episode (over the scores' recomputed one)."""
+    episodes = np.asarray(catalog.ds.episodes, np.int64)
+    out = {
+        "episode_index": episodes.tolist(),
+        "task": list(catalog.ds.tasks),
+        "length": np.asarray(catalog.ds.episode_lengths).tolist(),
+    }
+    if catalog.scores is not None:
+        out |= catalog.scores.columns(episodes)
+    if catalog.weights:
+        means = {e: float(w.mean(dtype=np.float64)) if w.size else np.nan for e, w in catalog.weights.items()}
+        out["mean_weight"] = float32_list(np.array([means.get(e, np.nan) for e in out["episode_index"]]))
+    return out
+
+
+def predicted_outcomes(catalog) -> list[str | None]:
+    """Per dataset episode: "success" / "failure" by the paper's rule where progress is known, else None."""
+    predicted = {} if catalog.scores is None else catalog.scores.predicted
+    return [
+        None if e not in predicted else "success" if predicted[e] else "failure"
+        for e in catalog.ds.episodes.tolist()
+    ]

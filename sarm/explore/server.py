@@ -4,7 +4,7 @@ Routes (the page and its assets are public package code; every other one needs `
 `X-Sarm-Token` header, else 403):
     GET /                      the page (package data in `sarm/explore/static/`)
     GET /static/NAME           a page asset (only files of that folder)
-    GET /api/episodes          the episode list (`Catalog.episodes`)
+    GET /api/episodes          the episode list (`Catalog.episodes`; `?format=columns`: by column)
     GET /api/episode/N         one episode (`Catalog.episode`)
     GET /api/frame/N?camera=KEY&frame=F   one decoded frame as JPEG (`sarm.explore.frames`)
     GET /files/REL             a file of the dataset root, with HTTP range requests (206, Content-Range)
@@ -169,7 +169,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._token_ok(query):
             return self._error(403, "missing or wrong token: open the URL `sarm explore` printed")
         cat = self.server.catalog
-        if path == "/api/episodes":
+        if path == "/api/episodes":  # ?format=columns: {"columns": {key: [...]}}, smaller for 10^4 episodes
+            if query.get("format") == ["columns"]:
+                extra = json.dumps({"fps": cat.ds.fps, "cameras": cat.ds.camera_keys})
+                body = f'{{"columns": {cat.episode_columns_json()}, {extra[1:]}'
+                return self._send(200, body.encode(), "application/json")
             return self._json({"episodes": cat.episodes(), "fps": cat.ds.fps, "cameras": cat.ds.camera_keys})
         if m := re.fullmatch(r"/api/episode/(\d+)", path):
             try:

@@ -208,3 +208,11 @@ def test_frame_route_errors(mp4v):
     assert _request(mp4v, "GET", "/api/frame/0?camera=nope&frame=0")[0] == 404
     status, _, data = _request(mp4v, "GET", "/api/frame/0?camera=observation.images.top&frame=12")
     assert status == 400 and "0..11" in json.loads(data)["error"]
+
+
+def test_episode_list_by_column_is_the_rows_transposed(server):
+    rows = json.loads(_request(server, "GET", "/api/episodes")[2])["episodes"]
+    columns = json.loads(_request(server, "GET", "/api/episodes?format=columns")[2])["columns"]
+    assert list(columns) == list(rows[0])
+    assert all(columns[k] == [r[k] for r in rows] for k in columns)
+    assert columns["episode_index"] == list(range(8)) and columns["outcome"][1] == "failure"
