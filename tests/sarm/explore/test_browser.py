@@ -4,29 +4,18 @@ errors. Screenshots go to docs/explore/. Skipped without chromium, except in CI 
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
+from chromium import CHROMIUM, MISSING, SHOTS, skip_without_browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[3] / "docs" / "explore"
-_missing = None
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:
-    _missing = "playwright is not installed (pip install playwright)"
-if _missing is None and not Path(CHROMIUM).exists():
-    _missing = "chromium is not installed (apt-get install -y chromium)"
-if _missing and os.environ.get("CI") != "true":
-    pytest.skip(f"browser tests skipped: {_missing}", allow_module_level=True)
+skip_without_browser()
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    assert _missing is None, f"browser tests need chromium in CI: {_missing}"
+    assert MISSING is None, f"browser tests need chromium in CI: {MISSING}"
     errors: list[str] = []
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM, args=["--autoplay-policy=no-user-gesture-required"]

@@ -6,13 +6,12 @@ No console errors anywhere. Skipped without chromium / playwright, except in CI 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import CHROMIUM, MISSING, SHOTS, skip_without_browser
 from table_data import ANNOTATED, CHUNK, write_mpeg4_dataset, write_table_dataset
 
 from rabc.curation import curate
@@ -20,17 +19,7 @@ from rabc.episodes import score_episodes
 from sarm.data.writer import LeRobotWriter
 from sarm.explore import Catalog, ExploreServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[3] / "docs" / "explore"
-_missing = None
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:
-    _missing = "playwright is not installed (pip install playwright)"
-if _missing is None and not Path(CHROMIUM).exists():
-    _missing = "chromium is not installed (apt-get install -y chromium)"
-if _missing and os.environ.get("CI") != "true":
-    pytest.skip(f"browser tests skipped: {_missing}", allow_module_level=True)
+skip_without_browser()
 
 
 def _serve(catalog, **options):
@@ -55,7 +44,9 @@ def server(files, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    assert _missing is None, f"browser tests need chromium in CI: {_missing}"
+    assert MISSING is None, f"browser tests need chromium in CI: {MISSING}"
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM)
         yield b
