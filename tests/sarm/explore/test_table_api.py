@@ -7,7 +7,11 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import av
 import numpy as np
@@ -216,3 +220,17 @@ def test_episode_list_by_column_is_the_rows_transposed(server):
     assert list(columns) == list(rows[0])
     assert all(columns[k] == [r[k] for r in rows] for k in columns)
     assert columns["episode_index"] == list(range(8)) and columns["outcome"][1] == "failure"
+
+
+def test_cli_export_dir_that_is_a_file_is_one_line(files, tmp_path):
+    (tmp_path / "f").write_text("")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    cmd = [sys.executable, "-m", "sarm.cli", "explore", str(files["root"]), "--no-browser"]
+    proc = subprocess.run(
+        [*cmd, "--export-dir", str(tmp_path / "f")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"sarm explore: error: --export-dir `{tmp_path / 'f'}` is a file, but a directory is expected; "
+        "give a directory path"
+    ]
