@@ -11,6 +11,8 @@ Rules (an episode is dropped when any rule names it; nothing is dropped without 
     max-drop:X          max_drop > X (a regression larger than X)
     list:FILE           the episodes of FILE: a JSON list, a JSON object with "drop" (this output),
                         or integers separated by spaces, commas or newlines
+    manual              episodes picked by hand, given as `curate(..., manual={episode: why})` (the
+                        rule `sarm explore` exports; added to the rules when `manual` is given)
 Episodes with unknown progress (NaN score) are dropped only by `predicted-failures` or `list:`.
 `read_drop_list` reads a drop list back for `RABCWeights.from_progress(drop_episodes=...)`.
 """
@@ -69,9 +71,13 @@ def _number(rule: str, text: str, kind=float):
         ) from None
 
 
-def curate(scores: EpisodeScores, rules, repo_id: str = "<repo_id>") -> dict:
-    """Apply `rules` to `scores`; returns the JSON-ready result (drop, keep, rules, reasons, command)."""
+def curate(scores: EpisodeScores, rules, repo_id: str = "<repo_id>", manual=None) -> dict:
+    """Apply `rules` to `scores`; returns the JSON-ready result (drop, keep, rules, reasons, command).
+
+    `manual` ({episode: why}, `why` may be empty) drops hand-picked episodes under the rule `manual`."""
     rules = list(rules)
+    if manual is not None and "manual" not in rules:
+        rules.append("manual")
     if not rules:
         raise ValueError(
             "no --drop rule given: dropping is always explicit; choose among " + ", ".join(RULES)
@@ -125,6 +131,17 @@ def curate(scores: EpisodeScores, rules, repo_id: str = "<repo_id>") -> dict:
                     "; fix the list"
                 )
             add(np.isin(episodes, listed), f"listed in {arg}")
+        elif rule == "manual":
+            picked = {int(e): str(why or "") for e, why in (manual or {}).items()}
+            if manual is None:
+                raise ValueError("--drop manual: hand-picked drops come from `sarm explore`; use list:FILE")
+            if unknown := sorted(set(picked) - known):
+                raise ValueError(
+                    f"manual drops name episode(s) {unknown[:10]} ({len(unknown)} in all) that are not in "
+                    f"the progress file ({len(known)} episodes); pick episodes it holds"
+                )
+            reason = {e: f"manual: {why}" if why else "manual" for e, why in picked.items()}
+            add(np.isin(episodes, list(picked)), lambda i, reason=reason: reason[int(episodes[i])])
         else:
             raise ValueError(f"--drop {rule!r} is not a rule; rules are {', '.join(RULES)}")
     drop = sorted(reasons)

@@ -20,6 +20,10 @@ def add_parser(sub, fmt) -> None:
     p.add_argument(
         "--annotations", help="where the annotation columns are read (default: the dataset's meta/episodes)"
     )
+    p.add_argument(
+        "--export-dir", help="where the page's keep / drop export is written (default: the dataset root)"
+    )
+    p.add_argument("--repo-id", help="the dataset's Hub repo id, named in the export's LeRobot command")
     p.add_argument("--host", default="127.0.0.1", help="address to bind; another than 127.0.0.1 warns")
     p.add_argument("--port", type=int, default=0, help="port (0: any free one)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
@@ -31,7 +35,12 @@ def run(args) -> int:
 
     if args.chunk_size is not None and args.chunk_size <= 0:
         raise ValueError(f"--chunk-size should be a positive integer, but got {args.chunk_size}")
+    if args.export_dir is not None:
+        from rabc.files import check_output_dir
+
+        check_output_dir(args.export_dir, "--export-dir")
     catalog = Catalog(open_from_args(args), args.progress, args.weights, args.annotations, args.chunk_size)
+    catalog.episode_columns_json()  # the table's columns are computed once, before the page asks
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"sarm explore: warning: binding {args.host} lets other machines reach this server; "
@@ -39,7 +48,9 @@ def run(args) -> int:
             file=sys.stderr,
         )
     try:
-        server = ExploreServer(catalog, args.host, args.port)
+        server = ExploreServer(
+            catalog, args.host, args.port, export_dir=args.export_dir, repo_id=args.repo_id
+        )
     except OSError as err:
         raise RuntimeError(f"cannot listen on {args.host}:{args.port} ({err}); pick another --port") from None
     print(server.url, flush=True)

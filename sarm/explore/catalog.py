@@ -8,6 +8,7 @@ and the weights file, nothing else.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,13 @@ import pyarrow.parquet as pq
 
 from sarm.data import open_dataset
 from sarm.explore.detail import episode_labels
+from sarm.explore.scores import (
+    TableScores,
+    known_outcomes,
+    predicted_outcomes,
+    static_columns,
+    weights_chunk_size,
+)
 from sarm.labels.annotations import read_lerobot_annotations
 
 HEADS = ("sparse", "dense")
@@ -25,9 +33,8 @@ HEADS = ("sparse", "dense")
 def _per_episode(episode_index: np.ndarray, values: np.ndarray) -> dict[int, np.ndarray]:
     order = np.argsort(episode_index, kind="stable")
     eps, starts = np.unique(episode_index[order], return_index=True)
-    return {
-        int(e): values[order][s:t] for e, s, t in zip(eps, starts, [*starts[1:], order.size], strict=True)
-    }
+    ordered = values[order]  # once: indexing inside the loop made this O(episodes x frames)
+    return {int(e): ordered[s:t] for e, s, t in zip(eps, starts, [*starts[1:], order.size], strict=True)}
 
 
 def _annotations(source) -> dict[str, dict[int, list]]:
@@ -49,8 +56,10 @@ class Catalog:
     def __init__(self, dataset, progress=None, weights=None, annotations=None, chunk_size: int | None = None):
         self.ds = open_dataset(dataset) if isinstance(dataset, str | os.PathLike) else dataset
         self.root = Path(self.ds.root).resolve()
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size if chunk_size is not None else weights_chunk_size(weights)
         self.progress: dict[str, dict[int, np.ndarray]] = {}
+        self.scores: TableScores | None = None
+        self._static: tuple | None = None  # the table's unchanging columns, as JSON, predicted outcomes
         self.files = {"progress": None, "weights": None}
         if progress is not None:
             from rabc.progress_io import read_progress
@@ -58,14 +67,17 @@ class Catalog:
             table = read_progress(progress, sort=True)
             self.progress = {h: _per_episode(table.episode_index, table.column(h)) for h in table.heads}
             self.files["progress"] = Path(progress).resolve()
+            tasks = dict(zip(self.ds.episodes.tolist(), self.ds.tasks, strict=True))
+            self.scores = TableScores(table, self.chunk_size, tasks, weights)
         self.weights: dict[int, np.ndarray] = {}
         if weights is not None:
             table = pq.read_table(weights, columns=["episode_index", "weight"])
             ep = table["episode_index"].to_numpy()
             self.weights = _per_episode(ep, table["weight"].to_numpy().astype(np.float32))
             self.files["weights"] = Path(weights).resolve()
-        self.spans = _annotations(self.root if annotations is None else annotations)
+        self.annotations = self.root if annotations is None else annotations
         self.annotation_source = None if annotations is None else Path(annotations)
+        self.spans = _annotations(self.annotations)
 
     def _video(self, camera: str, episode: int) -> dict[str, Any]:
         paths, offsets, missing = self.ds._video(camera)
@@ -84,26 +96,41 @@ class Catalog:
             "to_timestamp": start + length / self.ds.fps,
         }
 
+    def episode_columns(self) -> dict[str, list]:
+        """The episode table by column (each a list in dataset order): episode_index, task, length,
+        final_/mean_<head> progress, the scores of `rabc episodes` (with a chunk size), mean_weight, then
+        outcome (known, else predicted), outcome_source ("known" / "predicted" / None) and annotations
+        (the heads with spans). Outcomes and annotations are read again on each call; the rest once."""
+        return {**self._static_columns()[0], **self._changing_columns()}
+
+    def episode_columns_json(self) -> str:
+        """`json.dumps(episode_columns())`, with the unchanging columns serialised once (10^4 episodes)."""
+        changing = json.dumps(self._changing_columns(), allow_nan=False)
+        return f"{self._static_columns()[1][:-1]}, {changing[1:]}"
+
+    def _static_columns(self) -> tuple[dict[str, list], str, list]:
+        if self._static is None:
+            columns = static_columns(self)
+            self._static = columns, json.dumps(columns, allow_nan=False), predicted_outcomes(self)
+        return self._static
+
+    def _changing_columns(self) -> dict[str, list]:
+        static, _, predicted = self._static_columns()
+        known, episodes = known_outcomes(self.annotations), static["episode_index"]
+        return {
+            "outcome": [known.get(ep, p) for ep, p in zip(episodes, predicted, strict=True)],
+            "outcome_source": [
+                "known" if ep in known else None if p is None else "predicted"
+                for ep, p in zip(episodes, predicted, strict=True)
+            ],
+            "annotations": [sorted(h for h, spans in self.spans.items() if ep in spans) for ep in episodes],
+        }
+
     def episodes(self) -> list[dict[str, Any]]:
-        """One row per episode: index, task, length, annotations present, progress and weight summaries."""
-        rows = []
-        for pos, ep in enumerate(self.ds.episodes.tolist()):
-            row: dict[str, Any] = {
-                "episode_index": int(ep),
-                "task": self.ds.tasks[pos],
-                "length": int(self.ds.episode_lengths[pos]),
-                "annotations": sorted(h for h, spans in self.spans.items() if ep in spans),
-            }
-            for head, per in self.progress.items():
-                values = per.get(int(ep))
-                known = values[np.isfinite(values)] if values is not None else np.empty(0)
-                row[f"final_{head}"] = float(known[-1]) if known.size else None
-                row[f"mean_{head}"] = float(known.mean()) if known.size else None
-            if self.weights:
-                w = self.weights.get(int(ep))
-                row["mean_weight"] = float(w.mean()) if w is not None and w.size else None
-            rows.append(row)
-        return rows
+        """One row per episode, the columns of `episode_columns`."""
+        columns = self.episode_columns()
+        keys = list(columns)
+        return [dict(zip(keys, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
     def episode(self, episode: int) -> dict[str, Any]:
         """One episode: fps, length, task, videos (file and from/to timestamps), progress per head,

@@ -4,12 +4,15 @@ Routes (the page and its assets are public package code; every other one needs `
 `X-Sarm-Token` header, else 403):
     GET /                      the page (package data in `sarm/explore/static/`)
     GET /static/NAME           a page asset (only files of that folder)
-    GET /api/episodes          the episode list (`Catalog.episodes`)
+    GET /api/episodes          the episode list (`Catalog.episodes`; `?format=columns`: by column)
     GET /api/episode/N         one episode (`Catalog.episode`)
+    GET /api/frame/N?camera=KEY&frame=F   one decoded frame as JPEG (`sarm.explore.frames`)
     GET /files/REL             a file of the dataset root, with HTTP range requests (206, Content-Range)
     GET /files/@progress, /files/@weights   the progress / weights file given on the command line
+    POST /api/curation[/download]  the keep / drop export (`sarm.explore.curation`)
 Writes (POST/PUT/DELETE) also need the Host to be this server's own and, when sent, the Origin to match:
-a page of another site, or a DNS-rebound name, cannot write; an unchecked write is answered 403.
+a page of another site, or a DNS-rebound name, cannot write. A checked write to no route is answered 404,
+an unchecked one 403.
     POST /api/episode/N/{validate,save,export}   label edits (`sarm.explore.edit`)
 """
 
@@ -25,6 +28,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from sarm.explore import edit
 from sarm.explore.catalog import Catalog
+from sarm.explore.curation import curation_route
+from sarm.explore.frames import frame_route
 
 STATIC = Path(__file__).with_name("static")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -51,8 +56,19 @@ def safe_path(root: Path, relative: str) -> Path | None:
 class ExploreServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, catalog: Catalog, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
+    def __init__(
+        self,
+        catalog: Catalog,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        *,
+        export_dir=None,
+        repo_id: str | None = None,
+    ):
         self.catalog = catalog
+        self.export_dir = Path(export_dir or catalog.root).resolve()  # where curation exports go
+        self.repo_id = repo_id or "<repo_id>"  # named in LeRobot's delete command of the export
         self.token = token or secrets.token_urlsafe(24)
         super().__init__((host, port), _Handler)
 
@@ -155,13 +171,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._token_ok(query):
             return self._error(403, "missing or wrong token: open the URL `sarm explore` printed")
         cat = self.server.catalog
-        if path == "/api/episodes":
+        if path == "/api/episodes":  # ?format=columns: {"columns": {key: [...]}}, smaller for 10^4 episodes
+            if query.get("format") == ["columns"]:
+                extra = json.dumps({"fps": cat.ds.fps, "cameras": cat.ds.camera_keys})
+                body = f'{{"columns": {cat.episode_columns_json()}, {extra[1:]}'
+                return self._send(200, body.encode(), "application/json")
             return self._json({"episodes": cat.episodes(), "fps": cat.ds.fps, "cameras": cat.ds.camera_keys})
         if m := re.fullmatch(r"/api/episode/(\d+)", path):
             try:
                 return self._json(cat.episode(int(m[1])))
             except KeyError as err:
                 return self._error(404, str(err.args[0]))
+        if m := re.fullmatch(r"/api/frame/(\d+)", path):  # a decoded frame, for codecs the browser lacks
+            return frame_route(self, cat, int(m[1]), query)
         if path.startswith("/files/"):
             rel = path.removeprefix("/files/")
             if rel in ("@progress", "@weights"):
@@ -203,4 +225,5 @@ _WRITE_ROUTES: dict = {
     r"/api/episode/(\d+)/validate": edit.validate_route,
     r"/api/episode/(\d+)/save": edit.save_route,
     r"/api/episode/(\d+)/export": edit.export_route,
+    r"/api/curation(/download)?": curation_route,
 }

@@ -126,6 +126,20 @@ def test_curate_rules_and_reasons(tmp_path):
         curate(s, [])
 
 
+def test_curate_manual_drops_hand_picked_episodes():
+    s = score_episodes(_table(), chunk_size=5)
+    r = curate(s, [], manual={2: "picked", 0: ""})
+    assert r["rules"] == ["manual"] and r["drop"] == [0, 2] and r["keep"] == [1, 3]
+    assert r["reasons"] == {"0": ["manual"], "2": ["manual: picked"]}
+    both = curate(s, ["predicted-failures"], manual={3: "picked"})
+    assert both["rules"] == ["predicted-failures", "manual"] and len(both["reasons"]["3"]) == 2
+    assert curate(s, [], manual={})["drop"] == []  # nothing picked: an explicit, empty drop list
+    with pytest.raises(ValueError, match=r"episode\(s\) \[9\]"):
+        curate(s, [], manual={9: "picked"})
+    with pytest.raises(ValueError, match="--drop manual"):
+        curate(s, ["manual"])
+
+
 def test_drop_episodes_get_weight_zero_and_survive_save_load(tmp_path):
     w = RABCWeights.from_progress(_table(), 5, drop_episodes=[1])
     assert (w.weights[L : 2 * L] == 0).all() and w.weights[:L].max() > 0

@@ -1,15 +1,29 @@
 // sarm explore: the episode view (videos in sync with the plot, keyboard, seeking, dragging spans).
 import { $, api, token } from "./api.js";
 import { allNames, dragTo, setEdge, select, startEditor, state } from "./editor.js";
+import { FrameClock, replaceIfUnplayable } from "./frames.js";
 import { drawPlot, hitTest } from "./plot.js";
 
-let episode = null, layout = null, cursor = 0, drag = null;
+// frameViews: cameras the browser cannot play (MPEG-4 part 2), shown as frames decoded on the server;
+// clock: the playback clock when no camera plays natively (else the first <video> leads)
+let episode = null, layout = null, cursor = 0, drag = null, frameViews = [], clock = null;
 
 function frameOf(video) { return Math.max(0, Math.min(episode.length - 1, Math.floor((video.currentTime - video.dataset.from) * episode.fps + 1e-6))); }
 function seekFrame(f) {
   f = Math.max(0, Math.min(episode.length - 1, f));
   for (const v of document.querySelectorAll("#videos video")) v.currentTime = Number(v.dataset.from) + (f + 0.5) / episode.fps;
-  draw(f);
+  clock ? clock.seek(f) : draw(f);
+}
+
+// the other videos follow the first: same position in the episode, same play / pause
+function follow(lead, videos) {
+  const at = lead.currentTime - Number(lead.dataset.from);
+  for (const v of videos) {
+    if (v === lead || v.readyState < 1) continue;
+    const target = Number(v.dataset.from) + at;
+    if (Math.abs(v.currentTime - target) > 1.5 / episode.fps) v.currentTime = target;
+    if (lead.paused && !v.paused) v.pause(); else if (!lead.paused && v.paused) v.play().catch(() => {});
+  }
 }
 
 function draw(at = cursor) {
@@ -18,12 +32,13 @@ function draw(at = cursor) {
   const probs = Object.fromEntries(Object.entries(episode.stage_probs || {}).filter(([, p]) => p && p.some((r) => r)));
   layout = drawPlot($("plot"), { ep: episode, edit: state.edit, labels: state.labels, selected: state.selected, cursor, names: allNames(), probs });
   $("frame").textContent = cursor; $("plot").dataset.cursor = cursor;
+  for (const view of frameViews) view.show(cursor);
 }
 
 export async function showEpisode(index) {
   episode = null;
   const ep = await api(`api/episode/${index}`);
-  episode = ep;
+  episode = ep; frameViews = []; clock?.pause(); clock = null;
   $("table-view").hidden = true; $("episode-view").hidden = false;
   $("episode-title").textContent = `episode ${index} · ${episode.task} · ${episode.length} frames`;
   const box = $("videos"); box.innerHTML = "";
@@ -35,13 +50,19 @@ export async function showEpisode(index) {
     video.addEventListener("loadedmetadata", () => { video.currentTime = v.from_timestamp; });
     fig.append(video, Object.assign(document.createElement("figcaption"), { textContent: v.camera }));
     box.append(fig);
+    replaceIfUnplayable(video, { episode: index, camera: v.camera }).then((view) => {
+      if (!view || episode !== ep) return;
+      frameViews.push(view); view.show(cursor);
+      if (!document.querySelector("#videos video") && !clock) { clock = new FrameClock(ep.fps, ep.length, (f) => draw(f)); clock.frame = cursor; }
+    });
   }
   startEditor(episode, () => draw(), () => showEpisode(index));
   draw(0);
   const tick = () => {
-    const video = document.querySelector("#videos video");
+    const videos = [...document.querySelectorAll("#videos video")], video = videos[0];
     if (episode === ep && video && !drag) {
       if (video.currentTime >= Number(video.dataset.to) && !video.paused) video.pause();
+      follow(video, videos);
       draw(frameOf(video));
     }
     if (episode === ep && !$("episode-view").hidden) requestAnimationFrame(tick);
@@ -49,7 +70,10 @@ export async function showEpisode(index) {
   requestAnimationFrame(tick);
 }
 
-export function hideEpisode() { $("episode-view").hidden = true; episode = null; document.querySelectorAll("#videos video").forEach((v) => v.pause()); }
+export function hideEpisode() {
+  $("episode-view").hidden = true; episode = null; clock?.pause(); clock = null; frameViews = [];
+  document.querySelectorAll("#videos video").forEach((v) => v.pause());
+}
 
 // the plot: a click seeks; on a span or mistake it also selects it; dragging its edge or body moves it
 const local = (e) => { const c = $("plot"), r = c.getBoundingClientRect(); return { x: e.clientX - r.left - c.clientLeft, y: e.clientY - r.top - c.clientTop }; };
@@ -86,8 +110,9 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "[" || e.key === "]") { e.preventDefault(); setEdge(e.key === "[" ? "start" : "end", cursor); return; }
   const videos = [...document.querySelectorAll("#videos video")], video = videos[0];
   if (e.key === " " && video) { e.preventDefault(); videos.forEach((v) => (video.paused ? v.play() : v.pause())); }
+  else if (e.key === " " && clock) { e.preventDefault(); clock.paused ? clock.play() : clock.pause(); }
   else if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
     e.preventDefault(); const step = (e.shiftKey ? Math.round(episode.fps) : 1) * (e.key === "ArrowLeft" ? -1 : 1);
-    videos.forEach((v) => v.pause()); seekFrame((video ? frameOf(video) : cursor) + step);
+    videos.forEach((v) => v.pause()); clock?.pause(); seekFrame((video ? frameOf(video) : cursor) + step);
   }
 });

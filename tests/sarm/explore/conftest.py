@@ -6,12 +6,12 @@ import os
 import shutil
 import threading
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from chromium import CHROMIUM, MISSING
 
 from rabc.progress_io import ProgressTable, write_progress
 from sarm.data.writer import LeRobotWriter
@@ -80,18 +80,11 @@ def server(dataset):
 def chromium():
     """Debian's chromium for Playwright: skipped without it or playwright, except in CI (CI=true), where
     that fails."""
-    path, missing = shutil.which("chromium") or "/usr/bin/chromium", None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing = "playwright is not installed (pip install playwright)"
-    if missing is None and not Path(path).exists():
-        missing = "chromium is not installed (apt-get install -y chromium)"
-    if missing and os.environ.get("CI") == "true":
-        pytest.fail(f"browser tests need chromium in CI: {missing}")
-    if missing:
-        pytest.skip(f"browser tests skipped: {missing}")
-    return path
+    if MISSING and os.environ.get("CI") == "true":
+        pytest.fail(f"browser tests need chromium in CI: {MISSING}")
+    if MISSING:
+        pytest.skip(f"browser tests skipped: {MISSING}")
+    return CHROMIUM
 
 
 # ------------------------------------------------------------------------------ editing (test_edit*)

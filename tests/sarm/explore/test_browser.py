@@ -5,11 +5,8 @@ errors. Screenshots go to docs/explore/. Skipped without chromium, except in CI 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-SHOTS = Path(__file__).resolve().parents[3] / "docs" / "explore"
+from chromium import SHOTS
 
 
 @pytest.fixture(scope="module")
