@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from sarm.cli.common import add_dataset_args, open_from_args
-from sarm.cli.labels import add_label_args, label_records
+from sarm.cli.labels import add_label_args, label_options
 
 _LEVELS = {"failure": 0, "partial": 1, "success": 2}
 _LEVELS_SHOWN = ("success", "partial", "failure")
@@ -129,7 +129,6 @@ def _labels(args, ds, table, rows) -> tuple[np.ndarray, dict]:
             f"--annotations `{args.annotations}` holds no episode spans; annotate the episodes, or pass "
             "--annotations none for single-stage (linear) labels"
         )
-    mistake_spans, outcomes = label_records(args)
     labels = label_episodes(
         ds.episodes.tolist(),
         ds.episode_lengths.tolist(),
@@ -137,13 +136,7 @@ def _labels(args, ds, table, rows) -> tuple[np.ndarray, dict]:
         annotations={args.head: spans} if spans else {},
         method=args.proportions,
         where=f"the dataset `{ds.root}`",
-        stage_map=args.stage_map,
-        stages=args.stages,
-        order=args.order,
-        mistakes=args.mistakes,
-        failures=args.failures,
-        mistake_spans=mistake_spans,
-        outcomes=outcomes,
+        **label_options(args),
     )
     head = args.head if spans else "sparse"  # no spans: one stage, stored under the sparse head
     per_row = labels.progress(head)[labels.starts[position] + frames]

@@ -92,3 +92,10 @@ def label_records(args) -> tuple[dict, dict]:
                 "add an `outcome` column or pass --outcomes FILE, or use --failures keep"
             )
     return mistake_spans, outcomes
+
+
+def label_options(args) -> dict:
+    """The label keywords of `prepare_training` / `label_episodes` from the flags above (records read)."""
+    mistake_spans, outcomes = label_records(args)
+    names = ("stage_map", "stages", "order", "mistakes", "failures")
+    return {**{k: getattr(args, k) for k in names}, "mistake_spans": mistake_spans, "outcomes": outcomes}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sarm.cli.labels import add_label_args, label_records
+from sarm.cli.labels import add_label_args, label_options
 
 
 def add_parser(sub, fmt) -> None:
@@ -128,7 +128,7 @@ def run(args) -> int:
     annotations = {"sparse": load_annotations(args.annotations, "sparse")}
     if args.dense_annotations:
         annotations["dense"] = load_annotations(args.dense_annotations, "dense")
-    mistake_spans, outcomes = label_records(args)
+    labels = label_options(args)
     overrides = {
         k: v
         for k, v in {
@@ -164,13 +164,7 @@ def run(args) -> int:
         model_overrides=overrides,
         device=args.device,
         resume=not args.no_resume,
-        stage_map=args.stage_map,
-        stages=args.stages,
-        order=args.order,
-        mistakes=args.mistakes,
-        failures=args.failures,
-        mistake_spans=mistake_spans,
-        outcomes=outcomes,
+        **labels,
         extend=args.extend,
         option_names=_FLAGS,
     )
