@@ -9,8 +9,8 @@ What it decides, so the CLI and a notebook get the same model:
   annotated episodes of each task; a single-task dataset stores its schema under "*". No annotations
   for a head: one stage (linear progress, LeRobot's `single_stage`).
 - Targets y = stage + tau per frame (`sarm.labels.targets.label_episodes`, which `sarm eval` uses too);
-  an episode without spans for a multi-stage task cannot be
-  labelled and is left out of training (counted in the returned report). Spans go to canonical stages
+  an episode without spans for a multi-stage task cannot be labelled and is left out of training
+  (counted in the returned report). Spans go to canonical stages
   first (`stage_map`, `stages`: `sarm.labels.canonical`); spans that still go back in their task's stage
   order follow `order` ("error", "monotone", "allow": `StageSchema.targets`); mistake spans and
   outcomes follow `mistakes` and `failures` (`sarm.labels.mistakes`). Spans for episodes not
