@@ -7,13 +7,14 @@ per-row values and the runs' `starts` (first row of each episode) and reduces wi
     voc               value-order correlation: per-episode Spearman between progress and time (GVL)
     auroc             P(score of a random positive > score of a random negative), ties count 1/2
     paper_rule        the SARM paper's success rule: final > 0.8 and last-third mean > 0.6
+    grouped_pearson / grouped_spearman   correlation of two per-row values inside each group of rows
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auroc", "demo_mse", "grouped_pearson", "paper_rule", "voc"]
+__all__ = ["auroc", "demo_mse", "grouped_pearson", "grouped_spearman", "paper_rule", "voc"]
 
 
 def _finite_runs(values: np.ndarray, starts: np.ndarray, ends: np.ndarray):
@@ -65,6 +66,17 @@ def grouped_pearson(x: np.ndarray, y: np.ndarray, starts: np.ndarray, counts: np
         r = sxy / np.sqrt(sxx * syy)
     r[(counts < 2) | ~(sxx > 0) | ~(syy > 0)] = np.nan
     return np.clip(r, -1.0, 1.0)
+
+
+def grouped_spearman(x: np.ndarray, y: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Spearman correlation of x and y inside each group (Pearson of their average ranks, as
+    `scipy.stats.spearmanr`); NaN for < 2 rows or a constant side. Rows must be finite."""
+    counts = np.asarray(counts, np.int64)
+    group = np.repeat(np.arange(len(counts)), counts)
+    fstarts = np.asarray(starts, np.int64)
+    rx = _group_ranks(np.asarray(x, np.float64), group, fstarts)
+    ry = _group_ranks(np.asarray(y, np.float64), group, fstarts)
+    return grouped_pearson(rx, ry, fstarts, counts)
 
 
 def voc(progress: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

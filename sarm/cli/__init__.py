@@ -6,7 +6,7 @@
     sarm train    --cache features/ --annotations path/to/dataset --out runs/sarm
     sarm progress --model runs/sarm/model --cache features/ --output sarm_progress.parquet
     sarm viz      sarm_progress.parquet --dataset path/to/dataset --out plots/
-    sarm eval     sarm_progress.parquet --success outcomes.json  # VOC, AUROC, paper's rule, a verdict
+    sarm eval     sarm_progress.parquet --dataset DS --annotations DS --plots eval/  # VOC, demo MSE, verdict
     rabc weights  sarm_progress.parquet --chunk-size 50       # then RA-BC (the `rabc` command)
     sarm demo     --out sarm_demo                             # all of it on a small Meta-World dataset
 

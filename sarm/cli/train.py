@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sarm.cli.labels import add_label_args, label_options
+
 
 def add_parser(sub, fmt) -> None:
     p = sub.add_parser("train", help="train a SARM from a feature cache and annotations", formatter_class=fmt)
@@ -17,12 +19,6 @@ def add_parser(sub, fmt) -> None:
         "dataset root (its sparse_subtask_* columns), a folder of BEHAVIOR JSON, or a spans JSON file",
     )
     p.add_argument("--dense-annotations", help="dense-head spans (same sources); adds the dense head")
-    p.add_argument(
-        "--proportions",
-        choices=("paper", "lerobot"),
-        default="paper",
-        help="temporal proportions: paper Eq. 1 or LeRobot's variant",
-    )
     p.add_argument("--steps", type=int, default=5000, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=32, help="windows per step")
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
@@ -55,56 +51,7 @@ def add_parser(sub, fmt) -> None:
         help="train an existing run (finished or not) further, to a larger --steps, with otherwise the same "
         "settings; the cosine schedule is recomputed for the new total from the current step",
     )
-    # labels: raw skills -> canonical stages, and what spans that go back do (docs/labels.md)
-    p.add_argument(
-        "--stage-map",
-        metavar="FILE",
-        help='JSON {skill: stage or null} or {"skills": {...}, "tasks": {task text: {...}}}: maps raw '
-        "skills (BEHAVIOR's 'move to', 'pick up from') to a task's canonical stages; null merges a skill "
-        "into the next stage; a task's stage order is the order of the map's values",
-    )
-    p.add_argument(
-        "--stages",
-        choices=("names", "ordinal"),
-        default="names",
-        help="names: span (or mapped) names are the stages, ordered by mean relative start; ordinal: the "
-        "k-th span is stage k, every episode of a task must have the same sequence",
-    )
-    p.add_argument(
-        "--order",
-        choices=("error", "monotone", "allow"),
-        default="error",
-        help="spans that go back in their task's stage order: error (name the episodes), monotone (hold "
-        "the running maximum of progress), allow (keep the drop, for deliberate regressions)",
-    )
-    # mistakes and outcomes (sarm.labels.mistakes; docs/labels.md)
-    p.add_argument(
-        "--mistakes",
-        choices=("ignore", "hold"),
-        default="ignore",
-        help="mistake spans: ignore them, or hold (progress flat inside a mistake, resuming from there after "
-        "it; the mistake frames leave the episode's clock)",
-    )
-    p.add_argument(
-        "--failures",
-        choices=("keep", "truncate", "exclude"),
-        default="keep",
-        help="episodes whose outcome is not a success: keep their labels, truncate (the unfinished stage "
-        "stays at its start), or exclude (outcome 'failure' leaves training)",
-    )
-    p.add_argument(
-        "--mistake-spans",
-        metavar="SOURCE",
-        help="where the mistake spans are: a LeRobot dataset root (mistake_* columns) or a spans JSON with "
-        '{"mistakes": [...]} per episode (default: the --annotations source)',
-    )
-    p.add_argument(
-        "--outcomes",
-        metavar="SOURCE",
-        help="episode outcomes: a LeRobot dataset root (`outcome` column), a JSON {episode: 'success' | "
-        "'failure' | 'partial' | true | false}, or a spans JSON with \"outcome\" (default: the "
-        "--annotations source)",
-    )
+    add_label_args(p)
     p.set_defaults(run=run)
 
 
@@ -172,36 +119,6 @@ def _check_args(args) -> None:
         raise ValueError("--window past needs --n-obs-steps >= 1 (slot 0 shows the episode's first frame)")
 
 
-def _records(args) -> tuple[dict, dict]:
-    """Mistake spans and outcomes for the chosen policies, from their flags or the --annotations source."""
-    from sarm.labels.records import read_mistakes, read_outcomes
-
-    def source(flag_value, flag: str, why: str):
-        value = flag_value or (None if args.annotations == "none" else args.annotations)
-        if value is None:
-            raise ValueError(f"{why} needs {flag} SOURCE (or --annotations with those records)")
-        return value
-
-    mistake_spans = outcomes = {}
-    if args.mistakes == "hold":
-        mistake_spans = read_mistakes(source(args.mistake_spans, "--mistake-spans", "--mistakes hold"))
-        if not mistake_spans:
-            raise ValueError(
-                "--mistakes hold found no mistake span in "
-                f"`{args.mistake_spans or args.annotations}`; mark mistakes (mistake_* columns or "
-                '{"mistakes": [...]}) or use --mistakes ignore'
-            )
-    if args.failures != "keep":
-        outcomes = read_outcomes(source(args.outcomes, "--outcomes", f"--failures {args.failures}"))
-        if not outcomes:
-            raise ValueError(
-                f"--failures {args.failures} found no episode outcome in "
-                f"`{args.outcomes or args.annotations}`; "
-                "add an `outcome` column or pass --outcomes FILE, or use --failures keep"
-            )
-    return mistake_spans, outcomes
-
-
 def run(args) -> int:
     from sarm.training.from_cache import load_annotations, train_from_cache
     from sarm.training.loop import TrainConfig
@@ -211,7 +128,7 @@ def run(args) -> int:
     annotations = {"sparse": load_annotations(args.annotations, "sparse")}
     if args.dense_annotations:
         annotations["dense"] = load_annotations(args.dense_annotations, "dense")
-    mistake_spans, outcomes = _records(args)
+    labels = label_options(args)
     overrides = {
         k: v
         for k, v in {
@@ -247,13 +164,7 @@ def run(args) -> int:
         model_overrides=overrides,
         device=args.device,
         resume=not args.no_resume,
-        stage_map=args.stage_map,
-        stages=args.stages,
-        order=args.order,
-        mistakes=args.mistakes,
-        failures=args.failures,
-        mistake_spans=mistake_spans,
-        outcomes=outcomes,
+        **labels,
         extend=args.extend,
         option_names=_FLAGS,
     )

@@ -6,7 +6,8 @@
     paper_rule_accuracy  how often the paper's rule (final > 0.8, last third > 0.6) matches the outcome
     paper_rho            Spearman between final progress and 3-level labels (failure 0, partial 1,
                          success 2) when `levels` is given
-    demo_mse             against labels (progress per row, NaN where unlabelled) when given
+    demo_mse, pearson,   predicted against label progress (`labels`: one value per row, NaN where
+    spearman             unlabelled), pooled over the labelled frames (every frame: `every=1`)
 
 Every value is None when it cannot be computed. The verdict reads VOC on successful episodes (all
 episodes without outcomes): below `VOC_NOISE` (0.5) progress barely follows time in demonstrations
@@ -18,16 +19,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
-from rabc.metrics import auroc, demo_mse, paper_rule, voc
+from rabc.metrics import auroc, demo_mse, grouped_pearson, grouped_spearman, paper_rule, voc
 from rabc.progress_io import ProgressTable
 
-__all__ = ["VOC_GOOD", "VOC_NOISE", "evaluate"]
+__all__ = ["VOC_GOOD", "VOC_NOISE", "EpisodeValues", "episode_values", "evaluate"]
 
 VOC_NOISE, VOC_GOOD = 0.5, 0.8
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+class EpisodeValues(NamedTuple):
+    """Per-episode values of one progress head (episodes in file order)."""
+
+    episodes: np.ndarray  # int64 (E,)
+    starts: np.ndarray  # int64 (E,) first row of each episode
+    ends: np.ndarray  # int64 (E,) one past its last row
+    voc: np.ndarray  # float64 (E,), NaN where undefined
+    final: np.ndarray  # float64 (E,) last known progress
+    predicted: np.ndarray  # bool (E,) the paper's rule
+
+
+def episode_values(table: ProgressTable, head: str = "sparse") -> EpisodeValues:
+    """VOC, final progress and the paper's rule per episode of `table`'s `head`."""
+    p = table.column(head)
+    episodes, starts, ends = table.episode_runs()
+    predicted, final, _ = paper_rule(p, starts, ends)
+    return EpisodeValues(episodes, starts, ends, voc(p, starts, ends), final, predicted)
 
 
 def _num(x) -> float | None:
@@ -35,9 +56,24 @@ def _num(x) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _summary(episodes, v, final, predicted, success, levels, labels_mse) -> dict:
-    known = np.array([e in success for e in episodes]) if success else np.zeros(len(episodes), bool)
-    outcome = np.array([bool(success.get(e, False)) for e in episodes]) if success else None
+def _label_metrics(p: np.ndarray, labels: np.ndarray, rows: np.ndarray, starts) -> dict:
+    """Demo MSE, Pearson and Spearman of predicted vs label progress over the labelled `rows`."""
+    use = rows & np.isfinite(p) & np.isfinite(labels)
+    n = int(use.sum())
+    one = (np.zeros(1, np.int64), np.array([n]))
+    out = {"demo_mse": _num(demo_mse(p[use], labels[use], *one))}
+    out["pearson"] = _num(grouped_pearson(p[use], labels[use], *one)[0]) if n else None
+    out["spearman"] = _num(grouped_spearman(p[use], labels[use], *one)[0]) if n else None
+    counts = np.add.reduceat(use.astype(np.int64), starts) if len(starts) else np.zeros(0, np.int64)
+    out["label_episodes"], out["label_frames"] = int((counts > 0).sum()), n
+    return out
+
+
+def _summary(ev: EpisodeValues, m: np.ndarray, success, levels) -> dict:
+    episodes = ev.episodes[m].tolist()
+    v, final, predicted = ev.voc[m], ev.final[m], ev.predicted[m]
+    known = np.array([e in success for e in episodes], bool) if success else np.zeros(len(episodes), bool)
+    outcome = np.array([bool(success.get(e, False)) for e in episodes], bool) if success else None
     use = known & outcome if success else np.ones(len(episodes), bool)
     vv = v[use & ~np.isnan(v)]
     out = {
@@ -47,7 +83,9 @@ def _summary(episodes, v, final, predicted, success, levels, labels_mse) -> dict
             "episodes": int(vv.size),
             "on": "successful episodes" if success else "all episodes",
         },
-        "demo_mse": labels_mse,
+        "demo_mse": None,
+        "pearson": None,
+        "spearman": None,
         "auroc": _num(auroc(final[known], outcome[known])) if success else None,
         "paper_rule_accuracy": _num(np.mean(predicted[known] == outcome[known]))
         if success and known.any()
@@ -57,7 +95,7 @@ def _summary(episodes, v, final, predicted, success, levels, labels_mse) -> dict
     if levels:
         lv = np.array([levels.get(e, np.nan) for e in episodes], np.float64)
         ok = ~np.isnan(lv) & ~np.isnan(final)
-        if ok.sum() >= 2:
+        if ok.sum() >= 2 and np.ptp(final[ok]) > 0 and np.ptp(lv[ok]) > 0:  # else undefined
             from scipy.stats import spearmanr  # only with 3-level labels
 
             out["paper_rho"] = _num(spearmanr(final[ok], lv[ok]).statistic)
@@ -74,21 +112,23 @@ def evaluate(
     labels: np.ndarray | None = None,
 ) -> dict:
     """Metrics of `table`'s progress (see the module docstring); JSON-ready, None where not computable."""
-    p = table.column(head)
-    episodes, starts, ends = table.episode_runs()
-    eps = episodes.tolist()
+    ev = episode_values(table, head)
+    eps = ev.episodes.tolist()
     if success:
         unknown = sorted(set(success) - set(eps))
         if unknown:
             raise ValueError(
                 f"--success names episode(s) {unknown[:10]} that are not in `{table.source}`; fix the file"
             )
-    v = voc(p, starts, ends)
-    predicted, final, _ = paper_rule(p, starts, ends)
-    mse = None
+    p = table.column(head).astype(np.float64)
     if labels is not None:
-        mse = _num(demo_mse(p, labels, starts, ends))
-    report = _summary(eps, v, final, predicted, success, levels, mse)
+        labels = np.asarray(labels, np.float64)
+        if labels.shape != p.shape:
+            raise ValueError(f"labels have shape {labels.shape} but `{table.source}` has {p.shape[0]} rows")
+    every = np.ones(len(eps), bool)
+    report = _summary(ev, every, success, levels)
+    if labels is not None:
+        report |= _label_metrics(p, labels, np.ones(len(p), bool), ev.starts)
     report["num_episodes"] = len(eps)
     report["per_task"] = {}
     if tasks:
@@ -96,17 +136,12 @@ def evaluate(
         for t in sorted(set(task.tolist())):
             m = task == t
             sub_success = {e: s for e, s in (success or {}).items() if tasks.get(e, "") == t}
-            report["per_task"][t] = _summary(
-                [e for e, k in zip(eps, m, strict=True) if k],
-                v[m],
-                final[m],
-                predicted[m],
-                sub_success or None,
-                levels,
-                None,
-            )
-    worst = np.argsort(np.where(np.isnan(v), -np.inf, v))[:5]
-    report["worst_voc_episodes"] = [int(episodes[i]) for i in worst]
+            report["per_task"][t] = _summary(ev, m, sub_success or None, levels)
+            if labels is not None:
+                rows = np.repeat(m, ev.ends - ev.starts)
+                report["per_task"][t] |= _label_metrics(p, labels, rows, ev.starts)
+    worst = np.argsort(np.where(np.isnan(ev.voc), -np.inf, ev.voc))[:5]
+    report["worst_voc_episodes"] = [int(ev.episodes[i]) for i in worst]
     report["verdict"] = _verdict(report)
     return report
 
@@ -129,4 +164,6 @@ def _verdict(r: dict) -> str:
         text = f"VOC {mean:.2f} on {on}: progress follows time; the weights can be trusted on this signal"
     if r["auroc"] is not None and r["auroc"] < 0.7:
         text += f"; AUROC {r['auroc']:.2f}: final progress separates successes from failures poorly"
+    if r.get("pearson") is not None and r["pearson"] < VOC_NOISE:
+        text += f"; Pearson {r['pearson']:.2f} against the labels: the model does not reproduce its labels"
     return text

@@ -8,8 +8,9 @@ What it decides, so the CLI and a notebook get the same model:
 - Stage schemas per head and per task: proportions by Eq. 1 (`schema_from_annotations`) over the
   annotated episodes of each task; a single-task dataset stores its schema under "*". No annotations
   for a head: one stage (linear progress, LeRobot's `single_stage`).
-- Targets y = stage + tau per frame; an episode without spans for a multi-stage task cannot be
-  labelled and is left out of training (counted in the returned report). Spans go to canonical stages
+- Targets y = stage + tau per frame (`sarm.labels.targets.label_episodes`, which `sarm eval` uses too);
+  an episode without spans for a multi-stage task cannot be labelled and is left out of training
+  (counted in the returned report). Spans go to canonical stages
   first (`stage_map`, `stages`: `sarm.labels.canonical`); spans that still go back in their task's stage
   order follow `order` ("error", "monotone", "allow": `StageSchema.targets`); mistake spans and
   outcomes follow `mistakes` and `failures` (`sarm.labels.mistakes`). Spans for episodes not
@@ -23,7 +24,6 @@ What it decides, so the CLI and a notebook get the same model:
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,19 +34,10 @@ import torch
 
 from sarm.features.cache import FeatureCache
 from sarm.labels.annotations import read_behavior_annotations, read_lerobot_annotations, read_spans
-from sarm.labels.mistakes import (
-    FAILURE_POLICIES,
-    MISTAKE_POLICIES,
-    coerce_outcome,
-    kept_frames,
-    label_time_spans,
-    validate_mistakes,
-)
 from sarm.labels.negatives import NEGATIVE_TEXTS
-from sarm.labels.proportions import schema_from_annotations
-from sarm.labels.schema import Span, StageSchema, TaskSchemas
-from sarm.labels.select import spans_for_episodes
-from sarm.model.config import HEADS, SARMConfig
+from sarm.labels.schema import Span
+from sarm.labels.targets import check_policies, label_episodes
+from sarm.model.config import SARMConfig
 from sarm.model.network import SARM
 from sarm.training.loop import TrainConfig, TrainResult, train
 from sarm.training.windows import WindowDataset, split_episodes
@@ -88,21 +79,6 @@ def load_annotations(
         f"annotations `{source}` is neither 'none', a LeRobot dataset root, a parquet file, a folder of "
         "BEHAVIOR JSON files, nor a spans JSON file"
     )
-
-
-def _schemas(
-    cache: FeatureCache, spans: Annotations, method: str, order: Mapping[str, list[str]] | None = None
-) -> TaskSchemas:
-    tasks = sorted({cache.task(e) for e in cache.episodes})
-    lengths = dict(zip(cache.episodes.tolist(), cache.episode_lengths.tolist(), strict=True))
-    per_task = {}
-    for task in tasks:
-        episodes = {e: spans.get(e) for e in cache.episodes.tolist() if cache.task(e) == task}
-        names = (order or {}).get(task) or None  # canonical stage order, else by mean relative start
-        per_task[task] = schema_from_annotations(episodes, lengths, names=names, method=method)
-    if len(tasks) == 1:
-        return TaskSchemas.single_schema(per_task[tasks[0]])
-    return TaskSchemas(per_task)
 
 
 def _state_stats(cache: FeatureCache) -> tuple[list[float], list[float]]:
@@ -209,81 +185,32 @@ def prepare_training(
     ({episode: [(kind, start, end), ...]}) and `outcomes` ({episode: "success" | "failure" | "partial"
     | bool}); under "exclude" episodes whose outcome is "failure" leave training and evaluation
     (listed in the report's `excluded_failures`)."""
-    _check_policies(mistakes, failures, mistake_spans, outcomes)
+    check_policies(mistakes, failures, mistake_spans, outcomes)
     cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     if not len(cache.episodes):
         raise ValueError(
             f"the feature cache `{cache.root}` has no finished episode; run `sarm features` first"
         )
-    annotations = dict(annotations or {})
-    unknown = sorted(set(annotations) - set(HEADS))
-    if unknown:
-        raise ValueError(f"annotations has unknown heads {unknown}; heads are {list(HEADS)}")
-    heads = ["sparse", *(["dense"] if annotations.get("dense") else [])]
-    cached_tasks = {e: cache.task(e) for e in cache.episodes.tolist()}
-    canonical = {
-        h: spans_for_episodes(
-            annotations.get(h),
-            cached_tasks,
-            head=h,
-            where=f"the feature cache `{cache.root}`",
-            stage_map=stage_map,
-            stages=stages,
-        )
-        for h in heads
-    }
-    annotations = {h: c.spans for h, c in canonical.items()}
-    schemas = {h: _schemas(cache, annotations[h], method, canonical[h].order) for h in heads}
+    tasks = [cache.task(e) for e in cache.episodes.tolist()]
+    labels = label_episodes(
+        cache.episodes.tolist(),
+        cache.episode_lengths.tolist(),
+        tasks,
+        annotations=annotations,
+        method=method,
+        where=f"the feature cache `{cache.root}`",
+        stage_map=stage_map,
+        stages=stages,
+        order=order,
+        mistakes=mistakes,
+        failures=failures,
+        mistake_spans=mistake_spans,
+        outcomes=outcomes,
+    )
+    schemas, targets, labelled = labels.schemas, labels.targets, labels.labelled
+    heads, backwards, excluded = list(schemas), labels.backwards, labels.excluded
     mean, std = _state_stats(cache)
     config = _model_config(cache, schemas, mean, std, model_overrides)
-
-    targets = {h: np.full(cache.num_frames, np.nan) for h in heads}
-    labelled = np.ones(len(cache.episodes), bool)
-    backwards: dict[str, list[int]] = {h: [] for h in heads}  # episodes whose spans go back in stage order
-    first_error, first_episode = None, None
-    excluded: list[int] = []  # failed episodes left out under failures="exclude"
-    for position, episode in enumerate(cache.episodes.tolist()):
-        rows = slice(
-            cache.episode_starts[position], cache.episode_starts[position] + cache.episode_lengths[position]
-        )
-        outcome = coerce_outcome((outcomes or {}).get(episode), episode)
-        if failures == "exclude" and outcome == "failure":
-            labelled[position] = False
-            excluded.append(episode)
-            continue
-        length = int(cache.episode_lengths[position])
-        marks = validate_mistakes((mistake_spans or {}).get(episode), length, episode)
-        policy = dict(mistakes=mistakes, mistake_spans=marks, failures=failures, outcome=outcome)
-        for h in heads:
-            schema: StageSchema = schemas[h].schema_for(cache.task(episode))
-            spans = (annotations.get(h) or {}).get(episode)
-            if schema.num_stages > 1 and not spans:
-                labelled[position] = False
-                continue
-            if schema.order_violation(_clock(spans, marks if mistakes == "hold" else [], length), episode):
-                backwards[h].append(episode)
-                if order == "error":  # every such episode is named in one error after the loop
-                    try:
-                        schema.targets(spans, length, episode, order="error", **policy)
-                    except ValueError as err:
-                        if first_error is None:
-                            first_error, first_episode = f"{h} head: {err}", episode
-                    continue
-            targets[h][rows] = schema.targets(spans or [], length, episode, order=order, **policy)
-    went_back = sorted({e for eps in backwards.values() for e in eps})
-    if went_back and order == "error":
-        others = [e for e in went_back if e != first_episode]
-        raise ValueError(
-            f"{len(went_back)} episode(s) have spans that go back in their task's stage order; "
-            f"{first_error}{f' (also episodes {others[:10]})' if others else ''}"
-        )
-    if went_back:
-        warnings.warn(
-            f"{len(went_back)} episode(s) have spans that go back in their task's stage order: "
-            f"{went_back[:10]}; order={order!r} "
-            + ("holds the running maximum there" if order == "monotone" else "keeps the drops as labelled"),
-            stacklevel=2,
-        )
     if episodes is not None:
         unknown = sorted(set(np.asarray(episodes).tolist()) - set(cache.episodes.tolist()))
         if unknown:
@@ -296,7 +223,6 @@ def prepare_training(
         train_pos, eval_pos = split_episodes(int(usable.size), eval_fraction, seed)
     else:
         train_pos, eval_pos = np.zeros(1, np.int64), np.zeros(0, np.int64)
-    tasks = [cache.task(e) for e in cache.episodes.tolist()]
     state = _NormalizedState(cache.state, config)
 
     def windows(positions: np.ndarray, stride: int) -> WindowDataset:
@@ -335,33 +261,6 @@ def prepare_training(
             "excluded_failures": excluded,
         },
     )
-
-
-def _check_policies(mistakes, failures, mistake_spans, outcomes) -> None:
-    """Policies that would change nothing for lack of records are errors, not silent no-ops."""
-    for name, value, allowed in (
-        ("mistakes", mistakes, MISTAKE_POLICIES),
-        ("failures", failures, FAILURE_POLICIES),
-    ):
-        if value not in allowed:
-            raise ValueError(f"{name} should be one of {list(allowed)}, but got {name}={value!r}")
-    if mistakes == "hold" and not any((mistake_spans or {}).values()):
-        raise ValueError(
-            "mistakes='hold' (--mistakes hold) needs mistake spans, but no episode has one; add mistake_* "
-            "columns or \"mistakes\" to the annotations (docs/labels.md), or use mistakes='ignore'"
-        )
-    if failures != "keep" and not any(v is not None for v in (outcomes or {}).values()):
-        raise ValueError(
-            f"failures={failures!r} (--failures {failures}) needs episode outcomes, but none is known; "
-            "add an `outcome` column or pass an outcome file (--outcomes), or use failures='keep'"
-        )
-
-
-def _clock(spans, marks, length: int) -> list[Span]:
-    """The spans on the clock without mistake frames (the frames the order policy sees under hold)."""
-    if not spans or not marks:
-        return list(spans or [])
-    return [Span(*s) for s in label_time_spans([tuple(s) for s in spans], kept_frames(marks, length))]
 
 
 def train_from_cache(
