@@ -221,13 +221,8 @@ def _v2_plots(out: Path, results: dict, rates: dict, plots: Path) -> None:
             n: read_progress(out / task / f"progress_{n}.parquet").column("sparse")
             for n in r["reward_models"]
         }
-        held = [e for e in r["episodes"] if e["split"] == "held_out"]
-        picks = {
-            "failed": next((e for e in held if not e["success"]), None),
-            "noisy": next((e for e in held if e["mistake"] and e["success"]), None),
-        }
-        for kind, e in picks.items():
-            if e is None:
+        for kind, e in _held_out_picks(r["episodes"]).items():
+            if e is None or kind == "clean":
                 continue
             rows = slice(bounds[e["episode"]], bounds[e["episode"] + 1])
             plot_curves(
@@ -281,6 +276,16 @@ def write_summary(out: Path, results: dict[str, dict]) -> Path:
     return path
 
 
+def _held_out_picks(episodes: list[dict]) -> dict[str, dict | None]:
+    """The first clean success, noisy success and failure among the held-out episodes (None if none)."""
+    held = [e for e in episodes if e["split"] == "held_out"]
+    return {
+        "clean": next((e for e in held if not e["mistake"] and e["success"]), None),
+        "noisy": next((e for e in held if e["mistake"] and e["success"]), None),
+        "failed": next((e for e in held if not e["success"]), None),
+    }
+
+
 def _episode_plots(task_dir: Path, r: dict, plots: Path, plot_episode_weights) -> None:
     from rabc import RABCWeights, read_progress
 
@@ -294,13 +299,7 @@ def _episode_plots(task_dir: Path, r: dict, plots: Path, plot_episode_weights) -
         chunk_size=r["evaluation"]["chunk_size"],
         kappa=r["evaluation"]["kappa"],
     ).weights
-    held = [e for e in episodes if e["split"] == "held_out"]
-    picks = {
-        "clean": next((e for e in held if not e["mistake"] and e["success"]), None),
-        "noisy": next((e for e in held if e["mistake"] and e["success"]), None),
-        "failed": next((e for e in held if not e["success"]), None),
-    }
-    for kind, e in picks.items():
+    for kind, e in _held_out_picks(episodes).items():
         if e is not None:
             i = e["episode"]
             rows = slice(bounds[i], bounds[i + 1])

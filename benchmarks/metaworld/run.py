@@ -258,8 +258,9 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
         policies[name] = []
         for seed in seeds:
             done, saved = done_dir / f"{name}_seed{seed}.json", done_dir / f"{name}_seed{seed}.pt"
-            if done.exists() and json.loads(done.read_text())["under"] == under:
-                policies[name].append(json.loads(done.read_text())["result"])
+            finished = json.loads(done.read_text()) if done.exists() else None
+            if finished is not None and finished["under"] == under:
+                policies[name].append(finished["result"])
                 if name == "bc_all" and seed == seeds[0]:
                     bc_policy = torch.load(saved, weights_only=False)
                 continue
