@@ -10,6 +10,11 @@ policies with the protocol's recorded mistake spans and outcomes, linear time, R
 metric, eleven policy arms with five seeds, `sarm_best` chosen by `best_sarm_rule`, and summary.json
 (report.py) beside RESULTS.md. The default `--plan 1` is the plan of the committed results.
 
+`--parallel N` runs N processes: one per task while tasks wait, then a helper (`--helper`) for a task
+still running, so no core idles at the end. A task's two workers split its reward models and policy
+runs (claim files, one unit at a time, from opposite ends) and get the same results as one process:
+every unit is seeded. Worker 0 records the data and writes results.json.
+
 Per task (one process each, two at a time): demonstrations under `sarm.demo.protocol` (fixed before
 any result), frame features, three reward models on the same data and budget (SARM with stages and
 rewind; a single-stage linear-time model without rewind; a ReWiND-style single-stage model with
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -57,6 +63,51 @@ def _cpu_seconds() -> float:
 
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+_POLL_S = 5.0  # how often a worker looks for another worker's results
+
+
+def _claim(path: Path) -> bool:
+    """Take one unit of work (a reward model, an arm's seed) for this process; False while another
+    live worker holds it. A claim left by a killed worker is taken over."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(path.read_text() or 0), 0)
+                return False  # its worker is alive
+            except (ProcessLookupError, ValueError):
+                path.unlink(missing_ok=True)  # a killed worker's claim
+            except PermissionError:
+                return False
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def _shared(units: list, paths):
+    """Work shared by the workers of one task: yields (unit, mine) for every unit, mine=True for the
+    ones this process is to do. `paths(unit)` -> (done file, claim file). Units are claimed one at a
+    time as they come; those another worker held come last, once it has done them (a unit whose worker
+    was killed is taken over)."""
+    later = []
+    for unit in units:
+        done, claim = paths(unit)
+        if done.exists():
+            yield unit, False
+        elif _claim(claim):
+            yield unit, True
+        else:
+            later.append(unit)
+    for unit in later:
+        done, claim = paths(unit)
+        while not done.exists() and not _claim(claim):
+            time.sleep(_POLL_S)
+        yield unit, not done.exists()
 
 
 def _reward_metrics(predicted, episodes, ids) -> dict:
@@ -160,7 +211,10 @@ def _policy_runs(plan, weights: dict, rows, clean, best: str | None) -> dict:
     return runs
 
 
-def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dict:
+def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1, worker: int = 0) -> dict | None:
+    """One task, start to end. `worker=1` is a helper process on the same `out`: it takes reward models
+    and policy runs from the other end of the list (claim files say who does what) and leaves the
+    rollouts and results.json to worker 0. Every unit is seeded, so who runs it does not change it."""
     import torch
 
     from rabc import ProgressTable, RABCWeights, write_progress
@@ -181,12 +235,15 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
     out.mkdir(parents=True, exist_ok=True)
     timings, cpu, start, cpu_start = {}, {}, time.perf_counter(), _cpu_seconds()
     total = budget.train_episodes + budget.held_out_episodes
+    while worker and not (out / "features.ready").exists():  # worker 0 records and extracts
+        time.sleep(_POLL_S)
     episodes, rendered = _recorded(out, "dataset", task, list(range(total)), protocol)
     held = list(range(budget.train_episodes, total))
     train_ids = list(range(budget.train_episodes))
     bounds = np.cumsum([0] + [len(ep.states) for ep in episodes])
     encoder = load_encoder("pixels")
     cache = extract_features(open_dataset(out / "dataset"), encoder, out / "features", progress=False)
+    (out / "features.ready").touch()
     timings["data_s"] = time.perf_counter() - start
     cpu["data_s"] = _cpu_seconds() - cpu_start
 
@@ -194,7 +251,10 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
     mistakes = {e: m for e, m in read_mistakes(out / "dataset").items() if e in set(train_ids)}
     outcomes = {e: o for e, o in read_outcomes(out / "dataset").items() if e in set(train_ids)}
     models, reward, predicted = {}, {}, {}
-    for name, spec in _reward_model_specs(plan).items():
+    specs = _reward_model_specs(plan)
+    order = list(specs)[::-1] if worker else list(specs)
+    for name, mine in _shared(order, lambda n: (out / f"rm_{n}.done", out / f"rm_{n}.claim")):
+        spec = specs[name]
         t0, c0 = time.perf_counter(), _cpu_seconds()
         staged = spec["staged"]
         annotations = {"sparse": {e: s for e, s in spans.items() if e in set(train_ids)}} if staged else {}
@@ -216,9 +276,13 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
         path = compute_progress(model.eval(), cache, out / f"progress_{name}.parquet", progress=False)
         models[name], predicted[name] = model, progress_by_episode(path, bounds)
         reward[name] = {"held_out": _reward_metrics(predicted[name], episodes, held)}
-        timings[f"reward_model_{name}_s"] = time.perf_counter() - t0
-        cpu[f"reward_model_{name}_s"] = _cpu_seconds() - c0
-        print(f"{task} reward model {name}: {reward[name]['held_out']}", flush=True)
+        (out / f"rm_{name}.done").touch()
+        if mine:
+            timings[f"reward_model_{name}_s"] = time.perf_counter() - t0
+            cpu[f"reward_model_{name}_s"] = _cpu_seconds() - c0
+            print(f"{task} reward model {name}: {reward[name]['held_out']}", flush=True)
+    models = {n: models[n] for n in specs}  # the plan's order, whoever trained them
+    reward = {n: reward[n] for n in specs}
 
     chunk, rows = plan.chunk_size, np.arange(bounds[budget.train_episodes])
     rabc = {
@@ -254,16 +318,14 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
     done_dir = out / "policies"  # one file per finished (arm, seed): a killed run resumes from there
     done_dir.mkdir(exist_ok=True)
     under = json.loads(json.dumps({"plan": dataclasses.asdict(plan), "budget": dataclasses.asdict(budget)}))
-    for name, kwargs in runs.items():
-        policies[name] = []
-        for seed in seeds:
-            done, saved = done_dir / f"{name}_seed{seed}.json", done_dir / f"{name}_seed{seed}.pt"
-            finished = json.loads(done.read_text()) if done.exists() else None
-            if finished is not None and finished["under"] == under:
-                policies[name].append(finished["result"])
-                if name == "bc_all" and seed == seeds[0]:
-                    bc_policy = torch.load(saved, weights_only=False)
-                continue
+    units = [(name, seed) for name in runs for seed in seeds]
+    for (name, seed), mine in _shared(
+        units[::-1] if worker else units,
+        lambda u: (done_dir / f"{u[0]}_seed{u[1]}.json", done_dir / f"{u[0]}_seed{u[1]}.claim"),
+    ):
+        done, saved = done_dir / f"{name}_seed{seed}.json", done_dir / f"{name}_seed{seed}.pt"
+        if mine:
+            kwargs = runs[name]
             policy = train_policy(
                 states,
                 actions,
@@ -276,14 +338,23 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
             )
             result = evaluate(policy, task, rollouts=rollouts, seed=seed)
             row = {"seed": seed, "success_rate": result["success_rate"], "mean_steps": result["mean_steps"]}
-            policies[name].append(row)
             if name == "bc_all" and seed == seeds[0]:
-                bc_policy = policy
                 torch.save(policy, saved)
-            done.write_text(json.dumps({"under": under, "result": row}))
+            tmp = done.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"under": under, "result": row}))
+            os.replace(tmp, done)  # the other worker never reads half a file
             print(f"{task} {name} seed {seed}: {row['success_rate']:.0%}", flush=True)
     timings["policies_s"] = time.perf_counter() - t0
     cpu["policies_s"] = _cpu_seconds() - c0
+    if worker:  # the helper's CPU time joins worker 0's figures; the rollouts and results are worker 0's
+        (out / f"cpu_worker{worker}.json").write_text(json.dumps({"cpu_s": cpu, "wall_s": timings}))
+        return None
+    for name, seed in units:
+        finished = json.loads((done_dir / f"{name}_seed{seed}.json").read_text())
+        if finished["under"] != under:
+            raise SystemExit(f"{done_dir / f'{name}_seed{seed}.json'} was run under another plan: delete it")
+        policies.setdefault(name, []).append(finished["result"])
+    bc_policy = torch.load(done_dir / f"bc_all_seed{seeds[0]}.pt", weights_only=False)
 
     # the reward models on rollouts of the BC-all policy (a mix of outcomes)
     t0, c0 = time.perf_counter(), _cpu_seconds()
@@ -308,6 +379,16 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
     cpu["rollout_scoring_s"] = _cpu_seconds() - c0
     timings["total_s"] = time.perf_counter() - start
     cpu["total_s"] = _cpu_seconds() - cpu_start
+    helpers = sorted(out.glob("cpu_worker*.json"))
+    for helper in helpers:  # CPU seconds add up across workers; a stage's wall time is its worker's
+        figures = json.loads(helper.read_text())
+        for stage, seconds in figures["cpu_s"].items():
+            cpu[stage] = cpu.get(stage, 0.0) + seconds
+            cpu["total_s"] += seconds
+        for stage, seconds in figures["wall_s"].items():
+            timings.setdefault(stage, seconds)
+    stages = ["data_s", *(f"reward_model_{n}_s" for n in specs), "policies_s", "rollout_scoring_s", "total_s"]
+    timings, cpu = ({k: d[k] for k in stages if k in d} for d in (timings, cpu))
 
     summary = {
         "task": task,
@@ -325,7 +406,8 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1) -> dic
         },
         "policies": policies,
         "timings": timings,
-        "cpu_s": cpu,  # CPU seconds (this process and its children): robust to other load
+        "cpu_s": cpu,  # CPU seconds (the task's processes and their children): robust to other load
+        "workers": 1 + len(helpers),  # processes that shared the task (--helper)
     }
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
@@ -342,31 +424,39 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="tasks run at once (one process each)")
     parser.add_argument("--plan", type=int, choices=(1, 2), default=1, help="evaluation plan (protocol.py)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run this task in this process
+    parser.add_argument(
+        "--helper",
+        action="store_true",
+        help="with --one: a second process on the same task, taking work from the other end of its list",
+    )
     args = parser.parse_args()
     budget = Budget.small() if args.quick else Budget()
     if args.one:
-        run_task(args.one, args.out / args.one, budget, args.plan)
+        run_task(args.one, args.out / args.one, budget, args.plan, worker=int(args.helper))
         return
     if not args.report:
         args.out.mkdir(parents=True, exist_ok=True)
-        pending, running = list(args.tasks), []
+        pending, running, helped = list(args.tasks), [], set()  # running: (log name, task, process)
         while pending or running:
-            while pending and len(running) < args.parallel:
-                task = pending.pop(0)
-                log = (args.out / f"{task}.log").open("w")
+            unhelped = sorted({task for _, task, _ in running} - helped)
+            while len(running) < args.parallel and (pending or unhelped):
+                # a free process slot: the next task, or else a helper for a task still running
+                helper = not pending
+                task = unhelped.pop(0) if helper else pending.pop(0)
+                name = f"{task}.helper" if helper else task
+                log = (args.out / f"{name}.log").open("a")
                 cmd = [sys.executable, __file__, "--out", str(args.out), "--one", task]
                 cmd += ["--quick"] if args.quick else []
-                cmd += ["--plan", str(args.plan)]
-                running.append((task, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
-                print(f"started {task} (log: {args.out / (task + '.log')})", flush=True)
+                cmd += ["--plan", str(args.plan)] + (["--helper"] if helper else [])
+                helped |= {task} if helper else set()
+                running.append((name, task, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
+                print(f"started {name} (log: {args.out / (name + '.log')})", flush=True)
             time.sleep(2)
-            for task, proc in list(running):
-                if proc.poll() is not None:
-                    running.remove((task, proc))
-                    print(
-                        f"{task}: {'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'}",
-                        flush=True,
-                    )
+            for entry in list(running):
+                if entry[2].poll() is not None:
+                    running.remove(entry)
+                    code = entry[2].returncode
+                    print(f"{entry[0]}: {'done' if code == 0 else f'FAILED ({code})'}", flush=True)
     from report import write_report  # benchmarks/metaworld/report.py
 
     print(write_report(args.out, args.tasks))
