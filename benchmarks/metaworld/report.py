@@ -124,6 +124,7 @@ def write_report(out: Path, tasks: list[str]) -> Path:
                 )
     if any(r.get("sarm_best") for r in results.values()):
         lines += _targets(results, rates)
+        lines += _final_progress(out, results)
     lines += _runtime(results)
 
     plots = out / "plots"
@@ -177,13 +178,47 @@ def _targets(results: dict, rates: dict) -> list[str]:
     return lines
 
 
+def _final_progress(out: Path, results: dict) -> list[str]:
+    """Each reward model's last predicted progress on the held-out clean successes and failures: does a
+    success end at 1.0 (issue 14), and how far below it does a failure end?"""
+    from rabc import read_progress
+
+    lines = [
+        "",
+        "### Final progress on held-out episodes",
+        "",
+        "Mean (min-max) of each model's prediction at an episode's last frame; ground truth ends near 1.0 on "
+        "a success.",
+        "",
+        "| task | model | clean successes | failures |",
+        "|---|---|---|---|",
+    ]
+    for task, r in results.items():
+        ends = np.cumsum([e["frames"] for e in r["episodes"]]) - 1
+        held = [e for e in r["episodes"] if e["split"] == "held_out"]
+        groups = {
+            "clean": [e["episode"] for e in held if e["success"] and not e["mistake"]],
+            "failed": [e["episode"] for e in held if not e["success"]],
+        }
+        for name in r["reward_models"]:
+            last = read_progress(out / task / f"progress_{name}.parquet").column("sparse")[ends]
+            cells = [
+                f"{last[ids].mean():.3f} ({last[ids].min():.3f}-{last[ids].max():.3f}), n={len(ids)}"
+                if ids
+                else "none"
+                for ids in groups.values()
+            ]
+            lines.append(f"| {task} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _runtime(results: dict) -> list[str]:
     """Stages as rows, each task's wall and CPU minutes as columns."""
     stages = list(dict.fromkeys(k for r in results.values() for k in r["timings"]))
     head = " | ".join(f"{t} wall | {t} CPU" for t in results)
     lines = [
         "",
-        "### Runtime on this CPU (one process per task, one torch thread)",
+        "### Runtime on this CPU (one torch thread per process; CPU: all of a task's processes)",
         "",
         f"| stage | {head} |",
     ]

@@ -25,6 +25,18 @@ def add_parser(sub, fmt) -> None:
         "busy machine two threads ran the demo's models 2-5x slower than one. The demo prints the number "
         "it used",
     )
+    p.add_argument(
+        "--mistakes",
+        choices=("ignore", "hold"),
+        help="SARM's labels inside the recorded mistake spans, as `sarm train --mistakes` (default: hold, "
+        "the best label policy of the Meta-World v2 benchmark)",
+    )
+    p.add_argument(
+        "--failures",
+        choices=("keep", "truncate", "exclude"),
+        help="SARM's labels of failed episodes, as `sarm train --failures` (default: exclude, as above); "
+        "--mistakes ignore --failures keep trains on the annotator's spans as they are",
+    )
     p.set_defaults(run=run)
 
 
@@ -36,5 +48,7 @@ def run(args) -> int:
     if args.threads is not None and args.threads <= 0:
         raise ValueError(f"--threads should be a positive integer, but got --threads {args.threads}")
     config = DemoConfig.small() if args.small else DemoConfig()
-    run_demo(args.out, dataclasses.replace(config, task=args.task, seed=args.seed, threads=args.threads))
+    labels = {k: v for k, v in (("mistakes", args.mistakes), ("failures", args.failures)) if v is not None}
+    config = dataclasses.replace(config, task=args.task, seed=args.seed, threads=args.threads, **labels)
+    run_demo(args.out, config)
     return 0

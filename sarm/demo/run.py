@@ -28,6 +28,7 @@ import numpy as np
 from sarm.demo.collect import TASK_TEXT, Episode, annotation_spans, collect, mistake_record
 from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores
 from sarm.demo.protocol import DEFAULT_EVALUATION, DEFAULT_PROTOCOL, Evaluation, Protocol
+from sarm.labels.mistakes import FAILURE_POLICIES, MISTAKE_POLICIES
 
 __all__ = [
     "REWARD_MODEL_SIZE",
@@ -73,9 +74,16 @@ class DemoConfig:
     seed: int = 0
     kappa: float | str = "auto"
     threads: int | None = None  # torch.set_num_threads; None: one per core the load leaves free
+    # SARM's label policy (docs/labels.md), from the recorded mistake spans and outcomes: the best one of
+    # the Meta-World v2 benchmark (benchmarks/metaworld/results/RESULTS.md); "ignore", "keep" is v1's
+    mistakes: str = "hold"
+    failures: str = "exclude"
     smoke: bool = False  # tiny budgets: the numbers printed test that every stage runs, they are no result
 
     def __post_init__(self) -> None:
+        for name, allowed in (("mistakes", MISTAKE_POLICIES), ("failures", FAILURE_POLICIES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} should be one of {allowed}, but got {name}={getattr(self, name)!r}")
         if self.threads is not None and (
             isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads <= 0
         ):
@@ -242,6 +250,7 @@ def run_demo(
     from sarm.features.extract import extract_features
     from sarm.inference.progress import compute_progress
     from sarm.labels.annotations import read_lerobot_annotations
+    from sarm.labels.records import read_mistakes, read_outcomes
     from sarm.training.from_cache import train_from_cache
 
     out = Path(out)
@@ -265,9 +274,18 @@ def run_demo(
     _say(2, "frame features (offline pixels encoder)")
     cache = extract_features(open_dataset(root), load_encoder("pixels"), out / "features", progress=True)
 
-    _say(3, f"SARM: {config.sarm_steps} steps on {config.train_episodes} annotated episodes")
+    _say(
+        3,
+        f"SARM: {config.sarm_steps} steps on {config.train_episodes} annotated episodes "
+        f"(mistakes {config.mistakes}, failures {config.failures})",
+    )
     spans = read_lerobot_annotations(root, head="sparse")
     train_spans = {e: s for e, s in spans.items() if e not in held_out}
+    labels = {}  # the protocol's record of its injected mistakes and the success flags
+    if config.mistakes != "ignore":
+        labels["mistake_spans"] = {e: m for e, m in read_mistakes(root).items() if e not in held_out}
+    if config.failures != "keep":
+        labels["outcomes"] = {e: o for e, o in read_outcomes(root).items() if e not in held_out}
     model, _, report = train_from_cache(
         cache,
         out / "sarm",
@@ -275,6 +293,9 @@ def run_demo(
         config=reward_model_config(config.sarm_steps, seed=config.seed, evaluations=3),
         eval_fraction=0.1,
         model_overrides=REWARD_MODEL_SIZE,
+        mistakes=config.mistakes,
+        failures=config.failures,
+        **labels,
     )
 
     _say(4, "progress on every frame")

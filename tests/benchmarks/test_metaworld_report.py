@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sarm.demo.protocol import SUMMARY_SCHEMA
@@ -74,3 +75,33 @@ def test_runtime_table_has_a_row_per_stage_with_wall_and_cpu_minutes(report):
     assert "| stage | a wall | a CPU |" in text
     assert "| data | 2.0 min | 1.0 min |" in text
     assert "| policies | 10.0 min | 9.0 min |" in text
+
+
+def test_final_progress_is_read_at_each_held_out_episodes_last_frame(report, tmp_path):
+    from rabc import ProgressTable, write_progress
+
+    frames = [3, 2, 4, 2]  # episode 0 trains; 1 clean success, 2 failure, 3 clean success (held out)
+    r = _results("a", 0.9, {})
+    r["episodes"] = [
+        {"episode": i, "split": "train" if i == 0 else "held_out", "frames": n, "mistake": None,
+         "success": i != 2}
+        for i, n in enumerate(frames)
+    ]  # fmt: skip
+    values = {
+        "sarm_hold_keep": [0.1, 0.2, 0.3, 0.5, 0.9, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7],
+        "linear_time": [0.0] * 11,
+    }
+    total = sum(frames)
+    for name, column in values.items():
+        table = ProgressTable(
+            np.arange(total),
+            np.repeat(np.arange(4), frames),
+            np.concatenate([np.arange(n) for n in frames]),
+            {"sparse": np.array(column, np.float32)},
+        )
+        (tmp_path / "a").mkdir(exist_ok=True)
+        write_progress(tmp_path / "a" / f"progress_{name}.parquet", table)
+    text = "\n".join(report._final_progress(tmp_path, {"a": r}))
+    # last frames: episode 1 -> row 4 (0.9), episode 2 -> row 8 (0.4), episode 3 -> row 10 (0.7)
+    assert "| a | sarm_hold_keep | 0.800 (0.700-0.900), n=2 | 0.400 (0.400-0.400), n=1 |" in text
+    assert "| a | linear_time | 0.000 (0.000-0.000), n=2 |" in text

@@ -52,6 +52,27 @@ def test_threads_must_be_positive():
     assert DemoConfig().threads is None and DemoConfig(threads=2).threads == 2
 
 
+def test_label_policy_is_checked():
+    assert (DemoConfig().mistakes, DemoConfig().failures) == ("hold", "exclude")
+    with pytest.raises(ValueError, match=r"one of \('ignore', 'hold'\), but got mistakes='drop'"):
+        DemoConfig(mistakes="drop")
+    with pytest.raises(ValueError, match="failures='skip'"):
+        DemoConfig(failures="skip")
+
+
+def test_cli_label_flags_reach_the_config(tmp_path, monkeypatch):
+    import sarm.demo.run as demo
+
+    got = {}
+    monkeypatch.setattr(demo, "run_demo", lambda out, config: got.setdefault("config", config))
+    flags = ["--mistakes", "ignore", "--failures", "keep"]
+    assert main(["demo", "--small", "--out", str(tmp_path / "d"), *flags]) == 0
+    assert (got["config"].mistakes, got["config"].failures, got["config"].smoke) == ("ignore", "keep", True)
+    got.clear()
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 0
+    assert (got["config"].mistakes, got["config"].failures) == ("hold", "exclude")
+
+
 def test_cli_threads_flag_is_checked_before_anything_runs(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--threads", "0", "--out", str(out)]) == 2

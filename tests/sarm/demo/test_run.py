@@ -61,6 +61,15 @@ def test_sarm_demo_small_runs_every_stage(tmp_path):
     assert set(summary["success_rate"]) == {"bc", "sampler"} and summary["torch_threads"] == 1
     assert all(0 <= r <= 1 for r in summary["success_rate"].values())
     assert summary["episodes"] == {"train": 12, "held_out": 4, "rendered": summary["episodes"]["rendered"]}
+    # SARM trains under the default label policy, from the dataset's own mistake and outcome records
+    assert "(mistakes hold, failures exclude)" in run.stdout
+    report = summary["sarm_report"]
+    assert report["label_policy"] == {"order": "error", "mistakes": "hold", "failures": "exclude"}
+    table = json.loads((out / "episodes.json").read_text())
+    failed = sorted(e["episode"] for e in table if e["split"] == "train" and not e["success"])
+    noisy = sorted(e["episode"] for e in table if e["split"] == "train" and e["mistake"])
+    assert report["excluded_failures"] == failed
+    assert set(report["mistake_episodes"]) <= set(noisy) and (report["mistake_episodes"] or not noisy)
 
     from rabc import RABCWeights, read_progress
     from sarm.data import open_dataset
