@@ -30,8 +30,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -63,51 +61,6 @@ def _cpu_seconds() -> float:
 
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-_POLL_S = 5.0  # how often a worker looks for another worker's results
-
-
-def _claim(path: Path) -> bool:
-    """Take one unit of work (a reward model, an arm's seed) for this process; False while another
-    live worker holds it. A claim left by a killed worker is taken over."""
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                os.kill(int(path.read_text() or 0), 0)
-                return False  # its worker is alive
-            except (ProcessLookupError, ValueError):
-                path.unlink(missing_ok=True)  # a killed worker's claim
-            except PermissionError:
-                return False
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return True
-    return False
-
-
-def _shared(units: list, paths):
-    """Work shared by the workers of one task: yields (unit, mine) for every unit, mine=True for the
-    ones this process is to do. `paths(unit)` -> (done file, claim file). Units are claimed one at a
-    time as they come; those another worker held come last, once it has done them (a unit whose worker
-    was killed is taken over)."""
-    later = []
-    for unit in units:
-        done, claim = paths(unit)
-        if done.exists():
-            yield unit, False
-        elif _claim(claim):
-            yield unit, True
-        else:
-            later.append(unit)
-    for unit in later:
-        done, claim = paths(unit)
-        while not done.exists() and not _claim(claim):
-            time.sleep(_POLL_S)
-        yield unit, not done.exists()
 
 
 def _reward_metrics(predicted, episodes, ids) -> dict:
@@ -216,6 +169,7 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1, worker
     and policy runs from the other end of the list (claim files say who does what) and leaves the
     rollouts and results.json to worker 0. Every unit is seeded, so who runs it does not change it."""
     import torch
+    from workers import POLL_S, shared  # benchmarks/metaworld/workers.py: a helper may share the task
 
     from rabc import ProgressTable, RABCWeights, write_progress
     from sarm.data import open_dataset
@@ -236,7 +190,7 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1, worker
     timings, cpu, start, cpu_start = {}, {}, time.perf_counter(), _cpu_seconds()
     total = budget.train_episodes + budget.held_out_episodes
     while worker and not (out / "features.ready").exists():  # worker 0 records and extracts
-        time.sleep(_POLL_S)
+        time.sleep(POLL_S)
     episodes, rendered = _recorded(out, "dataset", task, list(range(total)), protocol)
     held = list(range(budget.train_episodes, total))
     train_ids = list(range(budget.train_episodes))
@@ -253,7 +207,7 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1, worker
     models, reward, predicted = {}, {}, {}
     specs = _reward_model_specs(plan)
     order = list(specs)[::-1] if worker else list(specs)
-    for name, mine in _shared(order, lambda n: (out / f"rm_{n}.done", out / f"rm_{n}.claim")):
+    for name, mine in shared(order, lambda n: (out / f"rm_{n}.done", out / f"rm_{n}.claim")):
         spec = specs[name]
         t0, c0 = time.perf_counter(), _cpu_seconds()
         staged = spec["staged"]
@@ -319,7 +273,7 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1, worker
     done_dir.mkdir(exist_ok=True)
     under = json.loads(json.dumps({"plan": dataclasses.asdict(plan), "budget": dataclasses.asdict(budget)}))
     units = [(name, seed) for name in runs for seed in seeds]
-    for (name, seed), mine in _shared(
+    for (name, seed), mine in shared(
         units[::-1] if worker else units,
         lambda u: (done_dir / f"{u[0]}_seed{u[1]}.json", done_dir / f"{u[0]}_seed{u[1]}.claim"),
     ):
@@ -436,27 +390,10 @@ def main() -> None:
         return
     if not args.report:
         args.out.mkdir(parents=True, exist_ok=True)
-        pending, running, helped = list(args.tasks), [], set()  # running: (log name, task, process)
-        while pending or running:
-            unhelped = sorted({task for _, task, _ in running} - helped)
-            while len(running) < args.parallel and (pending or unhelped):
-                # a free process slot: the next task, or else a helper for a task still running
-                helper = not pending
-                task = unhelped.pop(0) if helper else pending.pop(0)
-                name = f"{task}.helper" if helper else task
-                log = (args.out / f"{name}.log").open("a")
-                cmd = [sys.executable, __file__, "--out", str(args.out), "--one", task]
-                cmd += ["--quick"] if args.quick else []
-                cmd += ["--plan", str(args.plan)] + (["--helper"] if helper else [])
-                helped |= {task} if helper else set()
-                running.append((name, task, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
-                print(f"started {name} (log: {args.out / (name + '.log')})", flush=True)
-            time.sleep(2)
-            for entry in list(running):
-                if entry[2].poll() is not None:
-                    running.remove(entry)
-                    code = entry[2].returncode
-                    print(f"{entry[0]}: {'done' if code == 0 else f'FAILED ({code})'}", flush=True)
+        from workers import run_tasks  # benchmarks/metaworld/workers.py
+
+        extra = (["--quick"] if args.quick else []) + ["--plan", str(args.plan)]
+        run_tasks(Path(__file__), args.out, args.tasks, args.parallel, extra)
     from report import write_report  # benchmarks/metaworld/report.py
 
     print(write_report(args.out, args.tasks))
