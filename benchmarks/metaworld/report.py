@@ -125,6 +125,7 @@ def write_report(out: Path, tasks: list[str]) -> Path:
     if any(r.get("sarm_best") for r in results.values()):
         lines += _targets(results, rates)
         lines += _final_progress(out, results)
+        lines += _weights_by_kind(out, results)
     lines += _runtime(results)
 
     plots = out / "plots"
@@ -208,6 +209,37 @@ def _final_progress(out: Path, results: dict) -> list[str]:
                 else "none"
                 for ids in groups.values()
             ]
+            lines.append(f"| {task} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _weights_by_kind(out: Path, results: dict) -> list[str]:
+    """Mean RA-BC weight (the plan's chunk and kappa) of the training frames of clean successes,
+    successes with a mistake and failures, per weight source: how much each one filters."""
+    from rabc import RABCWeights
+
+    kinds = ("clean", "mistake, success", "failure")
+    lines = [
+        "",
+        "### Mean RA-BC weight by kind of training episode",
+        "",
+        "| task | weights from | " + " | ".join(kinds) + " |",
+        "|---" * (len(kinds) + 2) + "|",
+    ]
+    for task, r in results.items():
+        bounds = np.cumsum([0] + [e["frames"] for e in r["episodes"]])
+        rows = {k: [] for k in kinds}
+        for e in r["episodes"]:
+            if e["split"] == "train":
+                kind = "failure" if not e["success"] else ("mistake, success" if e["mistake"] else "clean")
+                rows[kind].append(np.arange(bounds[e["episode"]], bounds[e["episode"] + 1]))
+        for name in ["truth", *r["reward_models"]]:
+            w = RABCWeights.from_progress(
+                out / task / f"progress_{name}.parquet",
+                chunk_size=r["evaluation"]["chunk_size"],
+                kappa=r["evaluation"]["kappa"],
+            ).weights
+            cells = [f"{w[np.concatenate(rows[k])].mean():.2f}" if rows[k] else "none" for k in kinds]
             lines.append(f"| {task} | {name} | " + " | ".join(cells) + " |")
     return lines
 

@@ -105,3 +105,31 @@ def test_final_progress_is_read_at_each_held_out_episodes_last_frame(report, tmp
     # last frames: episode 1 -> row 4 (0.9), episode 2 -> row 8 (0.4), episode 3 -> row 10 (0.7)
     assert "| a | sarm_hold_keep | 0.800 (0.700-0.900), n=2 | 0.400 (0.400-0.400), n=1 |" in text
     assert "| a | linear_time | 0.000 (0.000-0.000), n=2 |" in text
+
+
+def test_weights_by_kind_separate_rising_from_flat_training_episodes(report, tmp_path):
+    from rabc import ProgressTable, write_progress
+
+    frames = [10, 10, 5]  # 0: clean success, progress rises; 1: failure, flat; 2: held out
+    r = _results("a", 0.9, {})
+    r["evaluation"] = {"version": 2, "chunk_size": 2, "kappa": 0.05}
+    r["reward_models"] = {"linear_time": {}}
+    r["episodes"] = [
+        {"episode": i, "split": "held_out" if i == 2 else "train", "frames": n, "mistake": None,
+         "success": i != 1}
+        for i, n in enumerate(frames)
+    ]  # fmt: skip
+    column = np.concatenate([np.linspace(0, 0.9, 10), np.full(10, 0.3), np.linspace(0, 1, 5)])
+    table = ProgressTable(
+        np.arange(25),
+        np.repeat(np.arange(3), frames),
+        np.concatenate([np.arange(n) for n in frames]),
+        {"sparse": column.astype(np.float32)},
+    )
+    (tmp_path / "a").mkdir()
+    for name in ("truth", "linear_time"):
+        write_progress(tmp_path / "a" / f"progress_{name}.parquet", table)
+    rows = [line for line in report._weights_by_kind(tmp_path, {"a": r}) if line.startswith("| a |")]
+    assert [line.split(" | ")[1] for line in rows] == ["truth", "linear_time"]
+    clean, noisy, failed = rows[1].strip(" |").split(" | ")[2:]
+    assert noisy == "none" and float(clean) > float(failed)
