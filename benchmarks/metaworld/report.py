@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -182,7 +183,6 @@ def _targets(results: dict, rates: dict) -> list[str]:
 def _final_progress(out: Path, results: dict) -> list[str]:
     """Each reward model's last predicted progress on the held-out clean successes and failures: does a
     success end at 1.0 (issue 14), and how far below it does a failure end?"""
-    from rabc import read_progress
 
     lines = [
         "",
@@ -197,12 +197,9 @@ def _final_progress(out: Path, results: dict) -> list[str]:
     for task, r in results.items():
         ends = np.cumsum([e["frames"] for e in r["episodes"]]) - 1
         held = [e for e in r["episodes"] if e["split"] == "held_out"]
-        groups = {
-            "clean": [e["episode"] for e in held if e["success"] and not e["mistake"]],
-            "failed": [e["episode"] for e in held if not e["success"]],
-        }
+        groups = {kind: [e["episode"] for e in held if _kind(e) == kind] for kind in ("clean", "failed")}
         for name in r["reward_models"]:
-            last = read_progress(out / task / f"progress_{name}.parquet").column("sparse")[ends]
+            last = _progress(out / task / f"progress_{name}.parquet")[ends]
             cells = [
                 f"{last[ids].mean():.3f} ({last[ids].min():.3f}-{last[ids].max():.3f}), n={len(ids)}"
                 if ids
@@ -218,12 +215,12 @@ def _weights_by_kind(out: Path, results: dict) -> list[str]:
     successes with a mistake and failures, per weight source: how much each one filters."""
     from rabc import RABCWeights
 
-    kinds = ("clean", "mistake, success", "failure")
+    kinds = {"clean": "clean", "noisy": "mistake, success", "failed": "failure"}  # kind -> column
     lines = [
         "",
         "### Mean RA-BC weight by kind of training episode",
         "",
-        "| task | weights from | " + " | ".join(kinds) + " |",
+        "| task | weights from | " + " | ".join(kinds.values()) + " |",
         "|---" * (len(kinds) + 2) + "|",
     ]
     for task, r in results.items():
@@ -231,8 +228,7 @@ def _weights_by_kind(out: Path, results: dict) -> list[str]:
         rows = {k: [] for k in kinds}
         for e in r["episodes"]:
             if e["split"] == "train":
-                kind = "failure" if not e["success"] else ("mistake, success" if e["mistake"] else "clean")
-                rows[kind].append(np.arange(bounds[e["episode"]], bounds[e["episode"] + 1]))
+                rows[_kind(e)].append(np.arange(bounds[e["episode"]], bounds[e["episode"] + 1]))
         for name in ["truth", *r["reward_models"]]:
             w = RABCWeights.from_progress(
                 out / task / f"progress_{name}.parquet",
@@ -266,7 +262,6 @@ def _runtime(results: dict) -> list[str]:
 
 
 def _v2_plots(out: Path, results: dict, rates: dict, plots: Path) -> None:
-    from rabc import read_progress
     from sarm.demo.plots import plot_curves, plot_grouped
 
     tasks = list(results)
@@ -283,11 +278,8 @@ def _v2_plots(out: Path, results: dict, rates: dict, plots: Path) -> None:
         plot_grouped(plots / name, values, title=f"Reward models: {label}", ylabel=label, ylim=(-0.05, 1.05))
     for task, r in results.items():
         bounds = np.cumsum([0] + [e["frames"] for e in r["episodes"]])
-        truth = read_progress(out / task / "progress_truth.parquet").column("sparse")
-        models = {
-            n: read_progress(out / task / f"progress_{n}.parquet").column("sparse")
-            for n in r["reward_models"]
-        }
+        truth = _progress(out / task / "progress_truth.parquet")
+        models = {n: _progress(out / task / f"progress_{n}.parquet") for n in r["reward_models"]}
         for kind, e in _held_out_picks(r["episodes"]).items():
             if e is None or kind == "clean":
                 continue
@@ -343,24 +335,33 @@ def write_summary(out: Path, results: dict[str, dict]) -> Path:
     return path
 
 
+def _kind(e: dict) -> str:
+    """An episode row's kind: "clean" (success, no mistake), "noisy" (success with a mistake), "failed"."""
+    return "failed" if not e["success"] else ("noisy" if e["mistake"] else "clean")
+
+
+@functools.lru_cache(maxsize=64)
+def _progress(path: Path) -> np.ndarray:
+    """The sparse column of a progress file, read once per report (the tables and plots share it)."""
+    from rabc import read_progress
+
+    return read_progress(path).column("sparse")
+
+
 def _held_out_picks(episodes: list[dict]) -> dict[str, dict | None]:
     """The first clean success, noisy success and failure among the held-out episodes (None if none)."""
     held = [e for e in episodes if e["split"] == "held_out"]
-    return {
-        "clean": next((e for e in held if not e["mistake"] and e["success"]), None),
-        "noisy": next((e for e in held if e["mistake"] and e["success"]), None),
-        "failed": next((e for e in held if not e["success"]), None),
-    }
+    return {kind: next((e for e in held if _kind(e) == kind), None) for kind in ("clean", "noisy", "failed")}
 
 
 def _episode_plots(task_dir: Path, r: dict, plots: Path, plot_episode_weights) -> None:
-    from rabc import RABCWeights, read_progress
+    from rabc import RABCWeights
 
     episodes = r["episodes"]
     bounds = np.cumsum([0] + [e["frames"] for e in episodes])
     sarm = f"progress_{r.get('sarm_best') or 'sarm'}.parquet"
-    predicted = read_progress(task_dir / sarm).column("sparse")
-    truth = read_progress(task_dir / "progress_truth.parquet").column("sparse")
+    predicted = _progress(task_dir / sarm)
+    truth = _progress(task_dir / "progress_truth.parquet")
     weights = RABCWeights.from_progress(
         task_dir / sarm,
         chunk_size=r["evaluation"]["chunk_size"],
