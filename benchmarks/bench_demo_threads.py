@@ -2,7 +2,7 @@
 
 The demo's models are small (SARM 128 wide, 2 layers, batch 32; a 3 x 256 MLP policy, batch 256), so a
 second thread may buy little or even cost time. This times them as `sarm demo` configures them
-(`sarm.demo.run`: `REWARD_MODEL_SIZE`, `reward_model_config`, `DemoConfig`, `DEFAULT_EVALUATION`):
+(`sarm.demo.config`: `REWARD_MODEL_SIZE`, `reward_model_config`, `DemoConfig`, `DEFAULT_EVALUATION`):
 
   SARM    `sarm.training.loop.train` for `--sarm-steps` steps, as `train_from_cache` runs it (the
           evaluations left out), on a feature cache shaped like the demo's (76 episodes of 55-220
@@ -40,7 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's sarm, also when run as a script
-from sarm.demo.run import DemoConfig  # noqa: E402
+from sarm.demo.config import DemoConfig  # noqa: E402
 
 DEMO = DemoConfig()
 TRAIN_EPISODES = DEMO.train_episodes
@@ -54,7 +54,7 @@ def build_cache(root: Path) -> Path:
     from sarm.data.writer import LeRobotWriter
     from sarm.demo.collect import STAGES, TASK_TEXT, annotation_spans
     from sarm.demo.protocol import DEFAULT_PROTOCOL
-    from sarm.demo.run import CAMERA
+    from sarm.demo.record import CAMERA
     from sarm.features.encoders import load_encoder
     from sarm.features.extract import extract_features
 
@@ -91,9 +91,9 @@ def worker(cache: Path, threads: int, sarm_steps: int, policy_steps: int) -> dic
 
     torch.set_num_threads(threads)
     from sarm.data import open_dataset
+    from sarm.demo.config import REWARD_MODEL_SIZE, reward_model_config
     from sarm.demo.policy import train_policy
     from sarm.demo.protocol import DEFAULT_EVALUATION
-    from sarm.demo.run import REWARD_MODEL_SIZE, reward_model_config
     from sarm.features.cache import FeatureCache
     from sarm.labels.annotations import read_lerobot_annotations
     from sarm.labels.negatives import NEGATIVE_TEXTS

@@ -123,8 +123,9 @@ def demo(out, episodes: int = 60, held_out: int = 12, steps: int = 1500) -> None
 
     from sarm.data import open_dataset
     from sarm.demo.collect import annotation_spans
+    from sarm.demo.config import REWARD_MODEL_SIZE, reward_model_config
     from sarm.demo.protocol import DEFAULT_PROTOCOL
-    from sarm.demo.run import REWARD_MODEL_SIZE, progress_by_episode, record_dataset, reward_model_config
+    from sarm.demo.record import progress_by_episode, record_dataset
     from sarm.features.encoders import load_encoder
     from sarm.features.extract import extract_features
     from sarm.inference.progress import compute_progress

@@ -86,7 +86,7 @@ def _recorded(out: Path, name: str, task: str, ids: list[int], protocol, policy=
     """`record_dataset` once: a rerun of the task re-simulates the same episodes without rendering
     (states and actions do not depend on the renderer) instead of writing the dataset again."""
     from sarm.demo.collect import collect, collect_rollouts
-    from sarm.demo.run import record_dataset
+    from sarm.demo.record import record_dataset
 
     marker = out / f"{name}.recorded.json"
     recorded_under = dataclasses.asdict(protocol)
@@ -173,10 +173,11 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1, worker
 
     from rabc import ProgressTable, RABCWeights, write_progress
     from sarm.data import open_dataset
+    from sarm.demo.config import REWARD_MODEL_SIZE, reward_model_config
     from sarm.demo.policy import EVAL_GOAL_SEED, evaluate, train_policy
     from sarm.demo.protocol import DEFAULT_EVALUATION, EVALUATION_V2
     from sarm.demo.protocol import DEFAULT_PROTOCOL as protocol
-    from sarm.demo.run import REWARD_MODEL_SIZE, episode_table, progress_by_episode, reward_model_config
+    from sarm.demo.record import episode_table, progress_by_episode
     from sarm.features.encoders import load_encoder
     from sarm.features.extract import extract_features
     from sarm.inference.progress import compute_progress

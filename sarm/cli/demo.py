@@ -43,7 +43,8 @@ def add_parser(sub, fmt) -> None:
 def run(args) -> int:
     import dataclasses
 
-    from sarm.demo.run import DemoConfig, run_demo
+    from sarm.demo.config import DemoConfig
+    from sarm.demo.run import run_demo
 
     if args.threads is not None and args.threads <= 0:
         raise ValueError(f"--threads should be a positive integer, but got --threads {args.threads}")

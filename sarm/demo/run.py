@@ -10,234 +10,36 @@
 4. progress on every frame -> `sarm_progress.parquet`; reward-model metrics on held-out episodes;
 5. RA-BC weights, diagnostics and plots;
 6. the same small policy trained with BC and with RA-BC (weighted sampler), success over simulator
-   rollouts on goals not seen in training, side by side.
+   rollouts on goals not seen in training, side by side (`compare_policies`; the spread of that
+   stage over seeds is measured by `benchmarks/bench_demo_seeds.py`, and the demo says where its own
+   number sits in it: `sarm.demo.spread`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shlex
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sarm.demo.collect import TASK_TEXT, Episode, annotation_spans, collect, mistake_record
+from sarm.demo.config import REWARD_MODEL_SIZE, SMOKE_NOTICE, DemoConfig, reward_model_config, set_threads
 from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores
 from sarm.demo.protocol import DEFAULT_EVALUATION, DEFAULT_PROTOCOL, Evaluation, Protocol
-from sarm.labels.mistakes import FAILURE_POLICIES, MISTAKE_POLICIES
+from sarm.demo.record import episode_table, progress_by_episode, record_dataset
 
-__all__ = [
-    "REWARD_MODEL_SIZE",
-    "DemoConfig",
-    "episode_table",
-    "progress_by_episode",
-    "record_dataset",
-    "reward_model_config",
-    "run_demo",
-]
-
-CAMERA = "observation.images.corner"
-REWARD_MODEL_SIZE = {"hidden_dim": 128, "num_layers": 2, "num_heads": 4, "frame_gap": 5}  # SARM overrides
-
-
-def reward_model_config(steps: int, *, seed: int = 0, evaluations: int = 1, rewind_probability: float = 0.8):
-    """The reward models' optimisation settings, shared by the demo and the benchmark."""
-    from sarm.training.loop import TrainConfig
-
-    return TrainConfig(
-        steps=steps, batch_size=32, lr=3e-4, min_lr=3e-5, warmup_steps=min(100, steps),
-        eval_every=max(steps // evaluations, 1), checkpoint_every=steps,
-        rewind_probability=rewind_probability, seed=seed,
-    )  # fmt: skip
-
-
-def progress_by_episode(path: Path, bounds: np.ndarray) -> list[np.ndarray]:
-    """The sparse progress column of a progress file, split at the episode `bounds` (rows)."""
-    from rabc import read_progress
-
-    values = read_progress(path).column("sparse")
-    return [values[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    task: str = "pick-place-v3"
-    train_episodes: int = 60
-    held_out_episodes: int = 16
-    sarm_steps: int = 1500
-    policy_steps: int = 2000
-    rollouts: int = 50
-    seed: int = 0
-    kappa: float | str = "auto"
-    threads: int | None = None  # torch.set_num_threads; None: one per core the load leaves free
-    # SARM's label policy (docs/labels.md), from the recorded mistake spans and outcomes: the best one of
-    # the Meta-World v2 benchmark (benchmarks/metaworld/results/RESULTS.md); "ignore", "keep" is v1's
-    mistakes: str = "hold"
-    failures: str = "exclude"
-    smoke: bool = False  # tiny budgets: the numbers printed test that every stage runs, they are no result
-
-    def __post_init__(self) -> None:
-        for name, allowed in (("mistakes", MISTAKE_POLICIES), ("failures", FAILURE_POLICIES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} should be one of {allowed}, but got {name}={getattr(self, name)!r}")
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads <= 0
-        ):
-            raise ValueError(
-                f"threads should be a positive integer value or None, but got threads={self.threads!r}"
-            )
-
-    @classmethod
-    def small(cls) -> DemoConfig:
-        """The CI smoke run: every stage, tiny budgets."""
-        return cls(
-            train_episodes=12, held_out_episodes=4, sarm_steps=60, policy_steps=100, rollouts=4, smoke=True
-        )
+__all__ = ["compare_policies", "run_demo"]
 
 
 def _say(step: int, text: str) -> None:
     print(f"[{step}/6] {text}", flush=True)
 
 
-SMOKE_NOTICE = (
-    "--small: a smoke run with tiny budgets; its numbers only show that every stage runs, they are not "
-    "results (run without --small for those)"
-)
-
-
-def auto_threads(default: int, cores: int, load: float) -> int:
-    """Torch threads for a machine whose other work keeps `load` cores busy (the 1-minute load average).
-
-    Measured here (`benchmarks/bench_demo_threads.py`, docs/benchmarks.md): on 2 idle cores two threads
-    train the demo's SARM 1.38x faster than one; with two other busy processes one thread is 2.4x
-    (SARM) and 4.8x (policy) faster than two, because the threads wait for each other. So: one thread
-    per core left free, at least one, never more than torch's `default`.
-    """
-    return max(1, min(default, round(cores - load)))
-
-
-def _set_threads(threads: int | None) -> str:
-    """Apply `threads` to torch (None: `auto_threads` from the load when the demo starts) and say so."""
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-        return f"torch threads: {torch.get_num_threads()} (--threads {threads})"
-    default, cores, load = torch.get_num_threads(), os.cpu_count() or 1, os.getloadavg()[0]
-    chosen = auto_threads(default, cores, load)
-    torch.set_num_threads(chosen)
-    return (
-        f"torch threads: {chosen} (auto: load {load:.1f} on {cores} cores, torch's default {default}; "
-        "--threads N to choose)"
-    )
-
-
-def _rendering_available(protocol: Protocol, task: str) -> bool:
-    from sarm.demo.collect import make_env
-
-    try:
-        mt1, env = make_env(task, protocol, render=True)
-        env.set_task(mt1.train_tasks[0])
-        env.reset(seed=0)
-        env.render()
-        env.close()
-        return True
-    except Exception as err:  # any GL failure: no EGL, no OSMesa, no display
-        print(
-            f"headless rendering is not available here ({type(err).__name__}: {err}); running state-only: "
-            "the camera frames are blank, so SARM learns from the robot state alone",
-            flush=True,
-        )
-        return False
-
-
-def record_dataset(
-    root: Path, task: str, ids: list[int], protocol: Protocol, policy=None, goal_seed: int = 0
-) -> tuple[list[Episode], bool]:
-    """Collect episodes `ids` and write them as a LeRobot v3.0 dataset at `root`, in a fresh process.
-
-    With `policy`, the episodes are `len(ids)` rollouts of it on the goals of MT1(seed=goal_seed)
-    instead of expert demonstrations.
-
-    Rendering runs in its own spawned process: a GL context (EGL's Mesa) in the training process
-    makes later native imports (Triton, through torch.compile's optimizer hooks) crash. Returns
-    the episodes without their images, and whether frames were rendered.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_record_dataset, root, task, ids, protocol, policy, goal_seed).result()
-
-
-def _record_dataset(root, task, ids, protocol, policy, goal_seed) -> tuple[list[Episode], bool]:
-    from tqdm import tqdm
-
-    from sarm.data.writer import LeRobotWriter
-    from sarm.demo.collect import collect_rollouts
-
-    render = _rendering_available(protocol, task)
-    size, episodes = protocol.image_size, []
-    extra = {name: {"dtype": "float32", "shape": (1,)} for name in ("progress_true", "stage_true")}
-    cameras = {CAMERA: (size, size)}
-    with LeRobotWriter(
-        root,
-        fps=protocol.fps,
-        state_dim=39,
-        action_dim=4,
-        cameras=cameras,
-        robot_type="sawyer",
-        extra_features=extra,
-    ) as writer:
-        source = (
-            collect(task, ids, protocol, render=render)
-            if policy is None
-            else collect_rollouts(task, policy, len(ids), protocol, goal_seed=goal_seed, render=render)
-        )
-        for ep in tqdm(source, total=len(ids), desc="episodes"):
-            images = ep.images if render else np.zeros((len(ep.states), size, size, 3), np.uint8)
-            writer.add_episode(
-                state=ep.states,
-                action=ep.actions,
-                task=TASK_TEXT[ep.task],
-                images={CAMERA: images},
-                annotations={
-                    "sparse": annotation_spans(ep.stage, end=ep.first_success if ep.success else None)
-                },
-                mistakes=mistake_record(ep),
-                outcome=ep.success,
-                extra={"progress_true": ep.progress, "stage_true": ep.stage.astype(np.float32)},
-            )
-            episodes.append(dataclasses.replace(ep, images=None))
-    return episodes, render
-
-
-def _success_end(ep: Episode, protocol: Protocol) -> int | None:
-    """Where the last span of `ep` ends (`Protocol.last_span_end`): its first success, or None (the end)."""
-    return ep.first_success if ep.success and protocol.last_span_end == "first_success" else None
-
-
-def episode_table(episodes: list[Episode], held_out: set[int]) -> list[dict]:
-    return [
-        {
-            "episode": i,
-            "split": "held_out" if i in held_out else "train",
-            "success": ep.success,
-            "mistake": ep.mistake,
-            "mistake_span": ep.mistake_span,
-            "frames": len(ep.states),
-        }
-        for i, ep in enumerate(episodes)
-    ]
-
-
 def run_demo(
     out: str | Path,
-    config: DemoConfig = DemoConfig(),
+    config: DemoConfig | None = None,
     protocol: Protocol = DEFAULT_PROTOCOL,
     evaluation: Evaluation = DEFAULT_EVALUATION,
 ) -> dict:
@@ -245,7 +47,6 @@ def run_demo(
 
     from rabc import RABCWeights, diagnose
     from sarm.data import open_dataset
-    from sarm.demo.policy import evaluate, train_policy
     from sarm.features.encoders import load_encoder
     from sarm.features.extract import extract_features
     from sarm.inference.progress import compute_progress
@@ -253,10 +54,11 @@ def run_demo(
     from sarm.labels.records import read_mistakes, read_outcomes
     from sarm.training.from_cache import train_from_cache
 
+    config = DemoConfig() if config is None else config
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    threads = _set_threads(config.threads)
+    threads = set_threads(config.threads)
     if config.smoke:
         print(SMOKE_NOTICE, flush=True)
     print(threads, flush=True)
@@ -330,27 +132,15 @@ def run_demo(
     _say(6, f"policies: BC vs RA-BC (sampler), {config.policy_steps} steps, {config.rollouts} rollouts each")
     train_ids = [i for i in range(total) if i not in held_out]
     rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in train_ids])
-    states = np.concatenate([episodes[i].states for i in train_ids])
-    actions = np.concatenate([episodes[i].actions for i in train_ids])
-    episode_index = np.concatenate([np.full(len(episodes[i].states), i) for i in train_ids])
-    results = {}
-    with torch.random.fork_rng():
-        for method, w in (("bc", None), ("sampler", weights.weights[rows])):
-            policy = train_policy(
-                states,
-                actions,
-                episode_index,
-                method=method,
-                weights=w,
-                chunk_size=chunk,
-                steps=config.policy_steps,
-                batch_size=evaluation.batch_size,
-                seed=config.seed,
-                progress_bar=True,
-            )
-            results[method] = evaluate(
-                policy, config.task, rollouts=config.rollouts, seed=config.seed, progress_bar=method
-            )
+    results = compare_policies(
+        np.concatenate([episodes[i].states for i in train_ids]),
+        np.concatenate([episodes[i].actions for i in train_ids]),
+        np.concatenate([np.full(len(episodes[i].states), i) for i in train_ids]),
+        weights.weights[rows],
+        config,
+        evaluation,
+        progress_bar=True,
+    )
     summary = {
         "task": config.task,
         "config": dataclasses.asdict(config),
@@ -373,6 +163,50 @@ def run_demo(
     )
     _print_summary(out, summary)
     return summary
+
+
+def compare_policies(
+    states: np.ndarray,
+    actions: np.ndarray,
+    episode_index: np.ndarray,
+    weights: np.ndarray,
+    config: DemoConfig,
+    evaluation: Evaluation = DEFAULT_EVALUATION,
+    *,
+    seed: int | None = None,
+    progress_bar: bool = False,
+) -> dict[str, dict]:
+    """Stage 6: the same policy trained by BC and by RA-BC (sampler), each rolled out in the simulator.
+
+    `states`, `actions`, `episode_index` and `weights` are the training frames (float (n, 39), (n, 4),
+    int (n,), float (n,)); `seed` (default `config.seed`) seeds the policies' training and the
+    evaluation goals. Returns `{"bc": ..., "sampler": ...}`, each `sarm.demo.policy.evaluate`'s result.
+    The global torch RNG is left as it was.
+    """
+    import torch
+
+    from sarm.demo.policy import evaluate, train_policy
+
+    seed = config.seed if seed is None else seed
+    results = {}
+    with torch.random.fork_rng():
+        for method, w in (("bc", None), ("sampler", weights)):
+            policy = train_policy(
+                states,
+                actions,
+                episode_index,
+                method=method,
+                weights=w,
+                chunk_size=evaluation.chunk_size,
+                steps=config.policy_steps,
+                batch_size=evaluation.batch_size,
+                seed=seed,
+                progress_bar=progress_bar,
+            )
+            results[method] = evaluate(
+                policy, config.task, rollouts=config.rollouts, seed=seed, progress_bar=progress_bar and method
+            )
+    return results
 
 
 def _plots(out: Path, episodes, predicted, weights, bounds, held) -> None:
@@ -416,6 +250,10 @@ def _print_summary(out: Path, summary: dict) -> None:
         f"policy success over {summary['config']['rollouts']} rollouts: BC {sr['bc']:.0%}  |  "
         f"RA-BC (sampler) {sr['sampler']:.0%}"
     )
+    if not summary["config"]["smoke"]:
+        from sarm.demo.spread import load_spread, spread_line
+
+        print(spread_line(summary, load_spread()))
     print(
         f"plots: {out / 'plots'}; progress: {out / 'sarm_progress.parquet'}; summary: {out / 'summary.json'}"
     )

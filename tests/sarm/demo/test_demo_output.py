@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from sarm.cli import main
+from sarm.demo.config import SMOKE_NOTICE, DemoConfig, auto_threads, set_threads
 from sarm.demo.protocol import DEFAULT_PROTOCOL
-from sarm.demo.run import SMOKE_NOTICE, DemoConfig, _set_threads, auto_threads
 
 
 def test_protocol_printout_names_only_the_task_run():
@@ -21,16 +21,16 @@ def test_protocol_printout_names_only_the_task_run():
 def test_threads_are_set_and_reported(monkeypatch):
     before = torch.get_num_threads()
     try:
-        assert _set_threads(1) == "torch threads: 1 (--threads 1)" and torch.get_num_threads() == 1
+        assert set_threads(1) == "torch threads: 1 (--threads 1)" and torch.get_num_threads() == 1
         torch.set_num_threads(2)
         monkeypatch.setattr("os.cpu_count", lambda: 2)
         monkeypatch.setattr("os.getloadavg", lambda: (1.9, 1.0, 0.5))  # another job holds 2 cores
-        line = _set_threads(None)
+        line = set_threads(None)
         assert torch.get_num_threads() == 1
         assert line.startswith("torch threads: 1 (auto: load 1.9 on 2 cores, torch's default 2")
         torch.set_num_threads(2)
         monkeypatch.setattr("os.getloadavg", lambda: (0.05, 0.1, 0.1))  # idle: torch's own count
-        assert _set_threads(None).startswith("torch threads: 2 (auto: load 0.1 on 2 cores")
+        assert set_threads(None).startswith("torch threads: 2 (auto: load 0.1 on 2 cores")
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +87,18 @@ def test_sarm_demo_small_runs_every_stage(tmp_path):
     assert all(s[0].name == "reach" for s in spans.values())
     assert (out / "plots" / "success.png").is_file()
     assert list((out / "plots").glob("progress_*.png"))
+
+    # the seed-spread benchmark rebuilds stage 6 from the demo's files: its seed 0 is the demo's own run
+    bench = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_demo_seeds.py"
+    seeds = subprocess.run(
+        [sys.executable, str(bench), "--demo", str(out), "--small", "--seeds", "0", "1", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert seeds.returncode == 0, seeds.stderr[-3000:]
+    assert "policy seed 0 reproduces the demo's own run" in seeds.stdout
+    record = json.loads((out / "policy_seeds.json").read_text())
+    assert record["policy_seeds"] == [0, 1] and record["torch_threads"] == 1
+    assert {m: rates[0] for m, rates in record["success_rate"].items()} == summary["success_rate"]
+    assert "| mean (range) |" in seeds.stdout
