@@ -52,6 +52,7 @@ __all__ = [
     "SCORES_DIR",
     "describe",
     "detect",
+    "lerobot_view",
     "parse_signal",
     "plan_read",
     "signal_names",
@@ -201,6 +202,30 @@ def plan_read(schema: pa.Schema, source: str, heads: Sequence[str] | None) -> di
         "descriptors": _json(meta, f"{prefix}.descriptors", source),
         "provenance": _json(meta, f"{prefix}.provenance", source),
     }
+
+
+def lerobot_view(table: pa.Table, source: str) -> pa.Table:
+    """A scores table (or a filtered part of one) as today's layout: `progress_<head>` float32 with the
+    validity mask applied as NaN, and `stage_probs_<head>` list<float32> (for readers of that layout)."""
+    plan = plan_read(table.schema, source, None)
+    columns = {c: table.column(c) for c in RESERVED}
+    for head in plan["heads"]:
+        names = plan["columns"]
+        progress = table.column(names[f"progress_{head}"]).cast(pa.float32()).to_numpy(zero_copy_only=False)
+        progress = np.array(progress, np.float32)
+        if f"valid_{head}" in names:
+            valid = table.column(names[f"valid_{head}"]).fill_null(False).to_numpy(zero_copy_only=False)
+            progress[~valid.astype(bool)] = np.nan
+        columns[f"progress_{head}"] = pa.array(progress)
+        stages = [k for k in names if k.startswith(f"stage_probs_{head}/")]
+        stages.sort(key=lambda k: int(k.rpartition("/")[2]))
+        if stages:
+            probs = np.stack(
+                [table.column(names[k]).cast(pa.float32()).to_numpy(zero_copy_only=False) for k in stages], 1
+            ).astype(np.float32)
+            offsets = pa.array(np.arange(0, probs.size + 1, probs.shape[1], dtype=np.int32))
+            columns[f"stage_probs_{head}"] = pa.ListArray.from_arrays(offsets, pa.array(probs.reshape(-1)))
+    return pa.table(columns, metadata=table.schema.metadata)
 
 
 def describe(prefix: str, version: int, progress: Mapping[str, str], masked: int = 0) -> str:
