@@ -47,7 +47,7 @@ def weights_file(source: str | None) -> Path | None:
         return None
     path = Path(source).expanduser()
     if path.is_dir():
-        return path / WEIGHTS_NAME if (path / WEIGHTS_NAME).is_file() else None
+        return (path / WEIGHTS_NAME).resolve() if (path / WEIGHTS_NAME).is_file() else None
     try:
         from huggingface_hub import try_to_load_from_cache
 
