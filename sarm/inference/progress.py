@@ -215,6 +215,16 @@ def _check_scores_output(path: Path, out_path: Path, cache: FeatureCache, flag: 
                 f"the scores file `{path}` would be written into {what} `{root}`; pass {flag} with a path "
                 "elsewhere"
             )
+    try:  # a real write: permission bits alone do not tell (root, /proc, read-only mounts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(
+            f"cannot write {flag} `{path}` ({error.strerror or error}: `{error.filename or path.parent}`); "
+            "choose a writable location"
+        ) from error
 
 
 @torch.no_grad()
