@@ -23,7 +23,7 @@ episode by episode, so memory stays flat as the dataset grows, and renames it in
 `formats` picks the files the merge writes from the same parts: "lerobot" (the file above, the
 default) and/or "scores", LeRobot's typed scores file (open PRs #4553-#4555, written by
 `rabc.score_files`): per head progress, a validity mask, stage confidence and stage probabilities, with
-provenance (`sarm.inference.provenance`), by default at `<dataset root>/scores/<score_name>.parquet`.
+provenance (`sarm.inference.scores`), by default at `<dataset root>/scores/<score_name>.parquet`.
 Parts always hold the stage probabilities, so either file can be merged from any finished run.
 """
 
@@ -43,9 +43,15 @@ import torch
 from tqdm.auto import tqdm
 
 from rabc import score_files
-from rabc.files import check_output_file
 from sarm.features.cache import FeatureCache, parse_shard
-from sarm.inference.provenance import created_now, scoring_provenance
+from sarm.inference.scores import (
+    check_scores_output,
+    created_now,
+    keep_provenance,
+    scores_path,
+    scoring_provenance,
+    write_json,
+)
 from sarm.model.network import SARM
 from sarm.training.windows import window_frames
 
@@ -181,50 +187,11 @@ def _settings(model: SARM, cache: FeatureCache, heads, stride, soft, stage_probs
     }
 
 
-def scores_path(cache: FeatureCache, path: str | Path | None = None, name: str = "sarm") -> Path:
-    """Where the scores file goes: `path`, else `<dataset root>/scores/<name>.parquet` (LeRobot's draft)."""
-    if path is not None:
-        return Path(path)
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise ValueError(f"a score name should be a file name without a folder, but got {name!r}")
-    return Path(cache.manifest["dataset"]["root"]) / score_files.SCORES_DIR / f"{name}.parquet"
-
-
 def _check_formats(formats) -> tuple[str, ...]:
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     if not formats or any(f not in FORMATS for f in formats):
         raise ValueError(f"formats should be some of {list(FORMATS)}, but got formats={formats!r}")
     return formats
-
-
-def _check_scores_output(path: Path, out_path: Path, cache: FeatureCache, flag: str) -> None:
-    """Before any compute: the scores file can be written, and not over an input or the Hub's cache."""
-    from huggingface_hub import constants
-
-    check_output_file(path, flag)
-    target = path.resolve()
-    hub = Path(constants.HF_HUB_CACHE).resolve()
-    for what, root in (
-        ("the progress file", out_path),
-        ("the feature cache", cache.root),
-        ("the Hub cache", hub),
-    ):
-        root = root.resolve()
-        if target == root or root in target.parents:
-            raise ValueError(
-                f"the scores file `{path}` would be written into {what} `{root}`; pass {flag} with a path "
-                "elsewhere"
-            )
-    try:  # a real write: permission bits alone do not tell (root, /proc, read-only mounts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.parent / f".{path.name}.write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(
-            f"cannot write {flag} `{path}` ({error.strerror or error}: `{error.filename or path.parent}`); "
-            "choose a writable location"
-        ) from error
 
 
 @torch.no_grad()
@@ -314,7 +281,7 @@ def compute_progress(
     out_path = Path(out_path)
     scores = scores_path(cache, scores_out, score_name) if "scores" in formats else None
     if scores is not None:
-        _check_scores_output(scores, out_path, cache, names["scores_out"])
+        check_scores_output(scores, out_path, cache, names["scores_out"])
     parts = _check_output(out_path, cache, model)
     if reward_model_path is None:
         reward_model_path = model.source or ""
@@ -327,8 +294,8 @@ def compute_progress(
                 "delete it or write to another output path"
             )
     else:
-        _write_json(marker, settings)
-    _keep_provenance(
+        write_json(marker, settings)
+    keep_provenance(
         parts,
         scoring_provenance(
             model, cache, reward_model_path=reward_model_path, heads=heads, stride=stride, soft=soft
@@ -360,26 +327,6 @@ def compute_progress(
     if all(_part(parts, int(e)).is_file() for e in cache.episodes):
         return merge_progress(cache, out_path, formats=formats, scores_out=scores, option_names=names)
     return None
-
-
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
-def _keep_provenance(parts: Path, provenance: dict) -> None:
-    """The first shard's provenance is kept; a shard scoring with other model weights is refused."""
-    path = parts / "provenance.json"
-    if not path.is_file():
-        _write_json(path, provenance)
-        return
-    kept = json.loads(path.read_text())
-    if kept["model"] != provenance["model"]:
-        raise ValueError(
-            f"`{parts}` holds parts scored with the model {kept['model']}, not {provenance['model']}; "
-            "delete it or write to another output path"
-        )
 
 
 def merge_progress(
@@ -422,7 +369,7 @@ def merge_progress(
         )
     scores = scores_path(cache, scores_out, score_name) if "scores" in formats else None
     if scores is not None:
-        _check_scores_output(scores, out_path, cache, (option_names or {}).get("scores_out", "scores_out"))
+        check_scores_output(scores, out_path, cache, (option_names or {}).get("scores_out", "scores_out"))
     heads = settings["heads"]
     skipped = cache.missing
     if skipped.size:

@@ -1,4 +1,8 @@
-"""Who scored what: the provenance `sarm progress --format scores` stamps on LeRobot's typed scores file.
+"""The scores-file side of `sarm progress --format scores`: where the file goes, the checks made before
+any compute, and the provenance stamped on it (LeRobot's typed scores file, draft of PRs #4553-#4555;
+the layout itself is in `rabc.score_files`).
+
+Provenance, who scored what:
 
     {"producer": {"package", "version", "git_commit", "git_dirty"},   the code that scored
      "model":    {"path", "weights_file", "sha256"},                   sha256 of model.safetensors
@@ -16,13 +20,28 @@ of git or of an installed package: those fields are then null.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["code_version", "created_now", "file_sha256", "scoring_provenance", "weights_file"]
+from rabc import score_files
+from rabc.files import check_output_file
+
+__all__ = [
+    "check_scores_output",
+    "code_version",
+    "created_now",
+    "file_sha256",
+    "keep_provenance",
+    "scores_path",
+    "scoring_provenance",
+    "weights_file",
+    "write_json",
+]
 
 WEIGHTS_NAME = "model.safetensors"
 FINGERPRINT_METHOD = (
@@ -114,3 +133,63 @@ def _git(where: Path, *args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return run.stdout.strip() if run.returncode == 0 else None
+
+
+def scores_path(cache, path: str | Path | None = None, name: str = "sarm") -> Path:
+    """Where the scores file goes: `path`, else `<dataset root>/scores/<name>.parquet` (LeRobot's draft)."""
+    if path is not None:
+        return Path(path)
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"a score name should be a file name without a folder, but got {name!r}")
+    return Path(cache.manifest["dataset"]["root"]) / score_files.SCORES_DIR / f"{name}.parquet"
+
+
+def check_scores_output(path: Path, out_path: Path, cache, flag: str) -> None:
+    """Before any compute: the scores file can be written, and not over an input or the Hub's cache."""
+    from huggingface_hub import constants
+
+    check_output_file(path, flag)
+    target = path.resolve()
+    hub = Path(constants.HF_HUB_CACHE).resolve()
+    for what, root in (
+        ("the progress file", out_path),
+        ("the feature cache", cache.root),
+        ("the Hub cache", hub),
+    ):
+        root = root.resolve()
+        if target == root or root in target.parents:
+            raise ValueError(
+                f"the scores file `{path}` would be written into {what} `{root}`; pass {flag} with a path "
+                "elsewhere"
+            )
+    try:  # a real write: permission bits alone do not tell (root, /proc, read-only mounts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(
+            f"cannot write {flag} `{path}` ({error.strerror or error}: `{error.filename or path.parent}`); "
+            "choose a writable location"
+        ) from error
+
+
+def keep_provenance(parts: Path, provenance: dict) -> None:
+    """The first shard's provenance is kept; a shard scoring with other model weights is refused."""
+    path = parts / "provenance.json"
+    if not path.is_file():
+        write_json(path, provenance)
+        return
+    kept = json.loads(path.read_text())
+    if kept["model"] != provenance["model"]:
+        raise ValueError(
+            f"`{parts}` holds parts scored with the model {kept['model']}, not {provenance['model']}; "
+            "delete it or write to another output path"
+        )
+
+
+def write_json(path: Path, value: dict) -> None:
+    """Write JSON through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=1) + "\n")
+    os.replace(tmp, path)
