@@ -149,6 +149,9 @@ def read_progress(
             progress value outside [0, 1]. NaN progress is allowed (LeRobot writes NaN where its model
             failed) and counted by RA-BC as an explicit fallback.
     """
+    for head in heads or ():
+        if head not in HEADS:
+            raise ValueError(f"head should be one of {list(HEADS)}, but got head={head!r}")
     if not isinstance(source, pa.Table):
         source = resolve_source(source, score)
     name = "<table>" if isinstance(source, pa.Table) else str(source)

@@ -306,8 +306,8 @@ def _episode_signals(episode: Mapping[str, np.ndarray], num_stages: Mapping[str,
         valid = np.isfinite(progress)
         out[f"progress_{head}"], out[f"valid_{head}"] = progress, valid
         confidence = np.full(length, np.nan, np.float32)
-        rows = np.isfinite(probs).all(axis=1) & (k > 0)
-        confidence[rows] = probs[rows].max(axis=1) if k else 0.0
+        scored = np.isfinite(probs).all(axis=1)
+        confidence[scored] = probs[scored].max(axis=1)
         out[f"confidence_{head}"] = confidence
         out |= {f"stage_probs_{head}/{j}": probs[:, j] for j in range(k)}
     return out
@@ -315,15 +315,15 @@ def _episode_signals(episode: Mapping[str, np.ndarray], num_stages: Mapping[str,
 
 def _descriptor(model: str, head: str, key: str) -> dict[str, Any]:
     """The newest draft's descriptor fields exactly (its reader refuses any other field)."""
-    what = {
-        "progress": (f"{model} normalised task progress ({head} head).", "higher", [0.0, 1.0], True),
-        "valid": (f"{model} validity mask ({head} head): false where the frame was not scored.", "none",
-                  None, False),
-        "confidence": (f"{model} largest stage probability ({head} head).", "higher", [0.0, 1.0], True),
-        "stage_probs": (f"{model} probability of stage {key.rpartition('/')[2]} ({head} head).", "none",
-                        [0.0, 1.0], True),
-    }  # fmt: skip
-    description, direction, bounds, allow_nan = what[key.split("_" + head)[0]]
+    stage = key.rpartition("/")[2]
+    what = {  # role -> (description, direction, bounds, allow_nan)
+        "progress": ("normalised task progress", "higher", [0.0, 1.0], True),
+        "valid": ("validity mask: false where the frame was not scored", "none", None, False),
+        "confidence": ("largest stage probability", "higher", [0.0, 1.0], True),
+        "stage_probs": (f"probability of stage {stage}", "none", [0.0, 1.0], True),
+    }
+    text, direction, bounds, allow_nan = what[key.split("_" + head)[0]]
+    description = f"{model} {text} ({head} head)."
     return {
         "description": description,
         "direction": direction,
