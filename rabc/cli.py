@@ -121,6 +121,7 @@ def _scores(args):
     if args.chunk_size is None:
         raise ValueError("--chunk-size is required: the policy's action chunk length")
     table = read_progress(args.progress, heads=[args.head], sort=args.sort, progress_bar=True)
+    print(table.format_line(), file=sys.stderr)
     # two vectorised stages (~12 s + ~17 s at 1.3e8 rows): a bar on stderr only past SCORE_BAR_DELAY_S
     with tqdm(total=2, desc="score episodes", unit="stage", delay=SCORE_BAR_DELAY_S) as bar:
         bar.set_postfix_str("RA-BC weights", refresh=False)
@@ -244,6 +245,7 @@ def _build(args) -> RABCWeights:
     if args.chunk_size is None:
         raise ValueError("--chunk-size is required with a progress file: the policy's action chunk length")
     table = read_progress(source, heads=[args.head], sort=args.sort, progress_bar=True)
+    print(table.format_line(), file=sys.stderr)
     drop = getattr(args, "drop_episodes", None)
     if drop:
         from rabc.curation import read_drop_list
@@ -307,7 +309,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "progress", help="progress parquet (LeRobot's sarm_progress.parquet schema) or a weights file"
+            "progress",
+            help="progress file (LeRobot's sarm_progress.parquet, or its scores/<name>.parquet), a dataset "
+            "root holding one, or a weights file",
         )
         p.add_argument(
             "--chunk-size", type=int, help="delta in frames: the policy's action chunk (e.g. 50 for pi0)"

@@ -11,11 +11,17 @@ The progress file is the interchange format between a reward model and RA-BC. Le
 
 plus free-form schema metadata (LeRobot writes `reward_model_path`).
 
+`read_progress` also reads LeRobot's newer typed score files (`<root>/scores/<name>.parquet`, open PRs
+#4553-#4555): their progress signals fill the same `ProgressTable`, a validity mask turns into NaN
+progress (RA-BC's counted fallback), and `table.file_format` says which layout was read. The draft's
+mapping lives in `rabc.score_files`, and nowhere else.
+
 Everything here works on whole numpy columns: reading 10^8 rows builds no per-row Python object.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +30,35 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from rabc import score_files
 from rabc.files import atomic_write
 
-__all__ = ["HEADS", "ProgressTable", "episode_runs", "read_progress", "write_progress"]
+__all__ = ["HEADS", "ProgressFormat", "ProgressTable", "episode_runs", "read_progress", "write_progress"]
+
+log = logging.getLogger(__name__)
 
 HEADS = ("sparse", "dense")
 INDEX_COLUMNS = ("index", "episode_index", "frame_index")
+
+
+@dataclass(frozen=True)
+class ProgressFormat:
+    """Which layout a progress table was read from, and what of it (printed by every command)."""
+
+    kind: str = "lerobot"  # "lerobot": today's sarm_progress.parquet | "scores": LeRobot's typed scores file
+    columns: dict[str, str] = field(default_factory=dict)  # head -> the file column read as its progress
+    version: int | None = None  # scores: schema version
+    key_prefix: str | None = (
+        None  # scores: "lerobot.scores" (or the earlier draft's "lerobot.reward_scoring")
+    )
+    masked: int = 0  # scores: rows whose validity mask was False, read as NaN progress
+    descriptors: dict = field(default_factory=dict)  # scores: the signal descriptors, as stored
+    provenance: dict = field(default_factory=dict)  # scores: who scored what, as stored
+
+    def __str__(self) -> str:
+        if self.kind == "scores":
+            return score_files.describe(self.key_prefix, self.version, self.columns, self.masked)
+        return f"LeRobot sarm_progress layout ({', '.join(self.columns.values()) or 'no progress column'})"
 
 
 @dataclass(frozen=True)
@@ -40,8 +69,12 @@ class ProgressTable:
     episode_index: np.ndarray  # int64 (N,)
     frame_index: np.ndarray  # int64 (N,)
     progress: dict[str, np.ndarray]  # head ("sparse" | "dense") -> float32 (N,)
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)  # every schema metadata key, unknown ones too
     source: str = "<table>"
+    file_format: ProgressFormat = field(default_factory=ProgressFormat)
+    # per head, when the file has them: "valid_<head>" bool (N,) (always read), and with
+    # `read_progress(..., extras=True)` "stage_probs_<head>" float32 (N, K), "confidence_<head>" float32 (N,)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -50,15 +83,25 @@ class ProgressTable:
     def heads(self) -> list[str]:
         return list(self.progress)
 
+    @property
+    def format(self) -> str:
+        """ "lerobot" (today's `sarm_progress.parquet`) or "scores" (LeRobot's typed scores file)."""
+        return self.file_format.kind
+
+    def format_line(self) -> str:
+        """`read <file>: <layout>`, the line every command prints after reading a progress file."""
+        return f"read {self.source}: {self.file_format}"
+
     def column(self, head: str) -> np.ndarray:
         """The progress of one head, with an error that names what exists when it is absent."""
         if head not in HEADS:
             raise ValueError(f"head should be one of {list(HEADS)}, but got head={head!r}")
         if head not in self.progress:
+            fix = "--format scores " if self.format == "scores" else ""
+            available = list(self.file_format.columns.values()) or [f"progress_{h}" for h in self.progress]
             raise ValueError(
-                f"column `progress_{head}` not found in `{self.source}`; available: "
-                f"{[f'progress_{h}' for h in self.progress]}; compute it with `sarm progress --head {head}` "
-                f"or choose head={self.heads[0]!r}"
+                f"column `progress_{head}` not found in `{self.source}`; available: {available}; compute it "
+                f"with `sarm progress --head {head} {fix}`or choose head={self.heads[0]!r}"
             )
         return self.progress[head]
 
@@ -74,14 +117,31 @@ def episode_runs(episode_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return episode_index[starts], starts, ends
 
 
-def read_progress(source, heads=None, *, sort: bool = False, progress_bar: bool = False) -> ProgressTable:
-    """Read and validate a progress parquet file (or a `pyarrow.Table` with the same columns).
+def read_progress(
+    source,
+    heads=None,
+    *,
+    sort: bool = False,
+    progress_bar: bool = False,
+    extras: bool = False,
+    score: str | None = None,
+) -> ProgressTable:
+    """Read and validate a progress file of either layout (or a `pyarrow.Table` with the same columns).
+
+    Two layouts are read (`table.file_format` says which, `table.format_line()` prints it):
+    LeRobot's `sarm_progress.parquet` (`progress_<head>` columns), and LeRobot's typed scores file
+    `<root>/scores/<name>.parquet` (a draft of open PRs #4553-#4555, mapped by `rabc.score_files`):
+    its progress signal per head, with the validity mask applied as NaN progress.
 
     Args:
-        source: path to a `sarm_progress.parquet`-style file, or a `pyarrow.Table`.
-        heads: which progress heads to load (default: every `progress_*` column present).
+        source: a progress file, a `pyarrow.Table`, or a directory when that is unambiguous: a dataset
+            root holding one of `sarm_progress.parquet` / `scores/<name>.parquet`, or a `scores/` folder
+            holding one file.
+        heads: which progress heads to load (default: every head the file has).
         sort: sort rows by `index` first; without it, unsorted rows are an error.
         progress_bar: show a tqdm bar over the file's row groups (useful at 10^8 rows).
+        extras: also load stage probabilities and confidence into `table.extras`, where the file has them.
+        score: with a directory `source`, the score name to read (`<source>/scores/<score>.parquet`).
 
     Raises:
         ValueError: a missing column (the message names those present), a duplicate or unsorted
@@ -89,25 +149,89 @@ def read_progress(source, heads=None, *, sort: bool = False, progress_bar: bool 
             progress value outside [0, 1]. NaN progress is allowed (LeRobot writes NaN where its model
             failed) and counted by RA-BC as an explicit fallback.
     """
+    for head in heads or ():
+        if head not in HEADS:
+            raise ValueError(f"head should be one of {list(HEADS)}, but got head={head!r}")
+    if not isinstance(source, pa.Table):
+        source = resolve_source(source, score)
     name = "<table>" if isinstance(source, pa.Table) else str(source)
-    columns = _read_columns(source, name, heads, progress_bar)
+    schema, num_rows, batches = _open(source, name)
+    prefix = score_files.detect(schema.metadata)
+    if prefix is not None:
+        plan = score_files.plan_read(schema, name, heads)
+        wanted = {
+            k: c for k, c in plan["columns"].items() if extras or not k.startswith(("confidence", "stage"))
+        }
+        fmt = dict(kind="scores", columns=plan["progress"], version=plan["version"], key_prefix=prefix)
+        fmt |= dict(descriptors=plan["descriptors"], provenance=plan["provenance"])
+    else:
+        wanted = _lerobot_plan(schema.names, name, heads)
+        fmt = dict(kind="lerobot", columns={k.removeprefix("progress_"): c for k, c in wanted.items()})
+    columns = _read_columns(
+        batches, num_rows, name, {**{c: c for c in INDEX_COLUMNS}, **wanted}, progress_bar
+    )
+    if extras and prefix is None:
+        columns |= _list_columns(source, name, [h for h in HEADS if f"progress_{h}" in wanted], schema.names)
     if sort:
         order = np.argsort(columns["index"], kind="stable")
         columns = {key: values[order] for key, values in columns.items()}
     progress = {h: columns.pop(f"progress_{h}") for h in HEADS if f"progress_{h}" in columns}
-    metadata = {} if isinstance(source, pa.Table) else _file_metadata(source)
-    table = ProgressTable(**columns, progress=progress, metadata=metadata, source=name)
+    invalid = np.zeros(num_rows, bool)
+    for head, values in progress.items():
+        if (valid := columns.get(f"valid_{head}")) is not None:
+            values[~valid] = np.nan  # the validity mask -> unknown progress (RA-BC's counted fallback)
+            invalid |= ~valid
+    for head in progress:  # stage k columns of a scores file -> one (N, K) array
+        stages = sorted((k for k in columns if k.startswith(f"stage_probs_{head}/")), key=_stage)
+        if stages:
+            columns[f"stage_probs_{head}"] = np.stack([columns.pop(k) for k in stages], axis=1)
+    extra = {k: columns.pop(k) for k in list(columns) if k not in INDEX_COLUMNS}
+    metadata = _decoded(schema.metadata)
+    file_format = ProgressFormat(**fmt, masked=int(invalid.sum()))
+    table = ProgressTable(
+        **columns, progress=progress, metadata=metadata, source=name, file_format=file_format, extras=extra
+    )
     _validate(table)
+    log.info("%s", table.format_line())
     return table
 
 
+def resolve_source(source, score: str | None = None) -> Path:
+    """The progress file `source` names: itself, or the only one a dataset root or `scores/` folder holds."""
+    path = Path(source)
+    if score is not None:
+        tries = [path / score_files.SCORES_DIR / f"{score}.parquet", path / f"{score}.parquet"]
+        if found := [p for p in tries if p.is_file()]:
+            return found[0]
+        raise FileNotFoundError(f"score `{score}` not found: neither `{tries[0]}` nor `{tries[1]}` exists")
+    if not path.is_dir():
+        return path
+    folder = path if path.name == score_files.SCORES_DIR else path / score_files.SCORES_DIR
+    choices = [path / "sarm_progress.parquet"] if (path / "sarm_progress.parquet").is_file() else []
+    if folder.is_dir():
+        choices += sorted(p for p in folder.glob("*.parquet") if p.is_file() and not p.name.startswith("."))
+    if len(choices) == 1:
+        return choices[0]
+    if not choices:
+        raise FileNotFoundError(
+            f"`{path}` is a directory without a progress file (looked for `sarm_progress.parquet` and "
+            f"`{score_files.SCORES_DIR}/<name>.parquet`); pass the file, or write one with `sarm progress`"
+        )
+    raise ValueError(
+        f"`{path}` holds {len(choices)} progress files: {[str(p) for p in choices]}; pass one of them"
+    )
+
+
 def write_progress(path, table: ProgressTable, metadata: dict[str, str] | None = None) -> Path:
-    """Validate `table` and write it atomically in LeRobot's schema (temp file + rename)."""
+    """Validate `table` and write it atomically in LeRobot's schema (temp file + rename).
+
+    A table read from a scores file keeps its other metadata, without the scores layout's own keys."""
     _validate(table)
     arrays = {key: pa.array(getattr(table, key), pa.int64()) for key in INDEX_COLUMNS}
     for head, values in table.progress.items():
         arrays[f"progress_{head}"] = pa.array(values.astype(np.float32, copy=False), pa.float32())
     meta = {**table.metadata, **(metadata or {})}
+    meta = {k: v for k, v in meta.items() if not k.startswith(tuple(p + "." for p in score_files.PREFIXES))}
     out = pa.table(arrays).replace_schema_metadata({k.encode(): str(v).encode() for k, v in meta.items()})
     return atomic_write_parquet(out, path)
 
@@ -117,19 +241,24 @@ def atomic_write_parquet(table: pa.Table, path) -> Path:
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def _read_columns(source, name: str, heads, progress_bar: bool) -> dict[str, np.ndarray]:
+def _open(source, name: str):
+    """(schema, rows, a function giving record batches of some columns) of a file or a table."""
     if isinstance(source, pa.Table):
-        schema, batches, num_rows = source.schema, source.to_batches(), source.num_rows
-    else:
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"progress file `{name}` does not exist; write one with `sarm progress`")
-        try:
-            file = pq.ParquetFile(source)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise unreadable_parquet(name, err, "progress") from err
-        schema, num_rows = file.schema_arrow, file.metadata.num_rows
-        batches = None
-    available = schema.names
+        return source.schema, source.num_rows, lambda cols: source.select(cols).to_batches()
+    if not Path(source).is_file():
+        raise FileNotFoundError(f"progress file `{name}` does not exist; write one with `sarm progress`")
+    try:
+        file = pq.ParquetFile(source)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise unreadable_parquet(name, err, "progress") from err
+    return (
+        file.schema_arrow,
+        file.metadata.num_rows,
+        lambda cols: file.iter_batches(columns=cols, batch_size=1 << 22),
+    )
+
+
+def _lerobot_plan(available: list[str], name: str, heads) -> dict[str, str]:
     wanted_heads = [h for h in HEADS if f"progress_{h}" in available] if heads is None else list(heads)
     for head in wanted_heads:
         if head not in HEADS:
@@ -140,25 +269,61 @@ def _read_columns(source, name: str, heads, progress_bar: bool) -> dict[str, np.
         missing = missing or ["progress_sparse or progress_dense"]
         raise ValueError(
             f"column(s) {missing} not found in `{name}`; available: {available}. A progress file needs "
-            f"{list(INDEX_COLUMNS)} and at least one of progress_sparse / progress_dense "
-            "(write it with `sarm progress` or LeRobot's compute_rabc_weights)"
+            f"{list(INDEX_COLUMNS)} and at least one of progress_sparse / progress_dense, or is a LeRobot "
+            "scores file (write it with `sarm progress` or LeRobot's compute_rabc_weights)"
         )
+    return {f"progress_{h}": f"progress_{h}" for h in wanted_heads}
+
+
+def _read_columns(batches, num_rows: int, name: str, wanted: dict[str, str], progress_bar: bool):
+    """{our key: numpy column} for `wanted` ({our key: file column}), streamed batch by batch."""
     if num_rows == 0:
         raise ValueError(f"`{name}` has no rows; a progress file needs one row per frame")
-    out = {c: np.empty(num_rows, np.int64 if c in INDEX_COLUMNS else np.float32) for c in wanted}
-    if batches is None:
-        batches = file.iter_batches(columns=wanted, batch_size=1 << 22)
+    kinds = {
+        k: np.int64 if k in INDEX_COLUMNS else bool if k.startswith("valid_") else np.float32 for k in wanted
+    }
+    out = {k: np.empty(num_rows, kind) for k, kind in kinds.items()}
+    files = list(dict.fromkeys(wanted.values()))
     row = 0
     with tqdm(total=num_rows, desc="read progress", unit="row", disable=not progress_bar) as bar:
         try:
-            for batch in batches:
-                for c in wanted:
-                    out[c][row : row + batch.num_rows] = _column_to_numpy(batch.column(c), c, name)
+            for batch in batches(files):
+                for key, column in wanted.items():
+                    values = _column_to_numpy(batch.column(column), key, column, name)
+                    out[key][row : row + batch.num_rows] = values
                 row += batch.num_rows
                 bar.update(batch.num_rows)
         except (pa.ArrowInvalid, OSError) as err:  # a corrupt data page behind an intact footer
             raise unreadable_parquet(name, err, "progress") from err
     return out
+
+
+def _list_columns(source, name: str, heads: list[str], available: list[str]) -> dict[str, np.ndarray]:
+    """`stage_probs_<head>` list<float32> columns (written by `sarm progress --stage-probs`) as (N, K)."""
+    out = {}
+    for head in heads:
+        column = f"stage_probs_{head}"
+        if column not in available:
+            continue
+        data = (
+            source.column(column)
+            if isinstance(source, pa.Table)
+            else pq.read_table(source, columns=[column])[0]
+        )
+        data = data.combine_chunks()
+        valid = ~np.asarray(data.is_null().to_numpy(zero_copy_only=False), bool)
+        flat = data.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        k = flat.size // max(int(valid.sum()), 1)
+        if flat.size != k * valid.sum():
+            raise ValueError(f"column `{column}` in `{name}` has rows of different lengths")
+        probs = np.full((len(data), k), np.nan, np.float32)
+        probs[valid] = flat.reshape(-1, k)
+        out[column] = probs
+    return out
+
+
+def _stage(key: str) -> int:
+    return int(key.rpartition("/")[2])
 
 
 def unreadable_parquet(name: str, err: Exception, kind: str) -> ValueError:
@@ -168,8 +333,9 @@ def unreadable_parquet(name: str, err: Exception, kind: str) -> ValueError:
     return ValueError(f"{kind} file `{name}` is not a readable parquet file ({detail}); {fix}")
 
 
-def _column_to_numpy(column: pa.Array, name: str, source: str) -> np.ndarray:
-    if name in INDEX_COLUMNS:
+def _column_to_numpy(column: pa.Array, key: str, name: str, source: str) -> np.ndarray:
+    """One batch of a column as numpy: `key` is our field (the kind), `name` the file's column."""
+    if key in INDEX_COLUMNS:
         if not pa.types.is_integer(column.type):
             raise ValueError(
                 f"column `{name}` in `{source}` should hold integers, but has type {column.type}"
@@ -177,15 +343,23 @@ def _column_to_numpy(column: pa.Array, name: str, source: str) -> np.ndarray:
         if column.null_count:
             raise ValueError(f"column `{name}` in `{source}` has {column.null_count} null values")
         return column.to_numpy()
+    if key.startswith("valid_"):  # a scores file's validity mask; null counts as not valid
+        if not (pa.types.is_boolean(column.type) or pa.types.is_integer(column.type)):
+            raise ValueError(
+                f"validity mask `{name}` in `{source}` should hold booleans, but has type {column.type}"
+            )
+        return column.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
     if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
         raise ValueError(f"column `{name}` in `{source}` should hold floats, but has type {column.type}")
     return column.cast(pa.float32()).to_numpy(zero_copy_only=False)  # nulls become NaN
 
 
-def _file_metadata(path) -> dict[str, str]:
-    raw = pq.read_schema(path).metadata or {}
+def _decoded(raw) -> dict[str, str]:
+    """Every schema metadata key and value as text (unknown keys too), without pyarrow's own schema."""
     return {
-        k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items() if k != b"ARROW:schema"
+        k.decode(errors="replace"): v.decode(errors="replace")
+        for k, v in (raw or {}).items()
+        if k != b"ARROW:schema"
     }
 
 

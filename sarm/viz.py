@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from rabc import score_files
+
 __all__ = ["plot_episode", "plot_progress_file"]
 
 _PIP = "pip install 'sarm-rabc[plot]'"
@@ -192,7 +194,10 @@ def _present_episodes(path: Path) -> np.ndarray:
 def _columns(path: Path) -> tuple[list[str], list[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"progress file `{path}` not found; compute it with `sarm progress`")
-    names = pq.read_schema(path).names
+    schema = pq.read_schema(path)
+    names = schema.names
+    if score_files.detect(schema.metadata):  # LeRobot's scores file: read through today's layout
+        names = score_files.lerobot_view(schema.empty_table(), str(path)).column_names
     heads = [n.removeprefix("progress_") for n in names if n.startswith("progress_")]
     missing = [n for n in ("episode_index", "frame_index") if n not in names]
     if missing or not heads:
@@ -327,7 +332,12 @@ def plot_progress_file(
     with_index = dataset is not None and "index" in pq.read_schema(path).names
     columns = ["episode_index", "frame_index", *(["index"] if with_index else [])]
     columns += [*(f"progress_{h}" for h in heads), *prob_columns]
-    table = pq.read_table(path, columns=columns, filters=[("episode_index", "in", episodes)])
+    scores = score_files.detect(pq.read_schema(path).metadata) is not None
+    table = pq.read_table(
+        path, columns=None if scores else columns, filters=[("episode_index", "in", episodes)]
+    )
+    if scores:
+        table = score_files.lerobot_view(table, str(path)).select(columns)
     episode_column = table.column("episode_index").to_numpy()
     unknown = sorted(set(episodes) - set(np.unique(episode_column).tolist()))
     if unknown:

@@ -22,7 +22,7 @@ def add_parser(sub, fmt) -> None:
         formatter_class=fmt,
     )
     p.add_argument(
-        "progress", help="progress parquet in LeRobot's schema (ours, LeRobot's, Robometer, TOPReward)"
+        "progress", help="progress file: LeRobot's sarm_progress.parquet schema or its scores/<name>.parquet"
     )
     p.add_argument("--head", choices=("sparse", "dense"), default="sparse", help="progress column")
     p.add_argument(
@@ -204,6 +204,7 @@ def run(args) -> int:
             "--annotations needs --dataset ROOT: the labels need the episodes' lengths and tasks"
         )
     table = read_progress(args.progress, heads=[args.head], progress_bar=True)
+    print(table.format_line())
     ds = open_from_args(args) if args.dataset else None
     rows = _rows(ds, table) if ds is not None else None  # the progress file must belong to the dataset
     episodes = set(np.unique(table.episode_index).tolist())

@@ -14,7 +14,9 @@ def add_parser(sub, fmt) -> None:
         formatter_class=fmt,
     )
     add_dataset_args(p)
-    p.add_argument("--progress", help="a sarm_progress.parquet of this dataset (from `sarm progress`)")
+    p.add_argument(
+        "--progress", help="a progress file of this dataset (sarm_progress.parquet or scores/<name>.parquet)"
+    )
     p.add_argument("--weights", help="a rabc_weights.parquet of this dataset (from `rabc weights`)")
     p.add_argument("--chunk-size", type=int, help="the RA-BC chunk size the weights were computed with")
     p.add_argument(
@@ -40,6 +42,8 @@ def run(args) -> int:
 
         check_output_dir(args.export_dir, "--export-dir")
     catalog = Catalog(open_from_args(args), args.progress, args.weights, args.annotations, args.chunk_size)
+    if catalog.progress_format:
+        print(catalog.progress_format, file=sys.stderr)
     catalog.episode_columns_json()  # the table's columns are computed once, before the page asks
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(

@@ -1,4 +1,6 @@
-"""`sarm progress`: score every frame of a cache -> sarm_progress.parquet (LeRobot's schema)."""
+"""`sarm progress`: score every frame of a cache -> sarm_progress.parquet (LeRobot's schema), and/or
+LeRobot's typed scores file `<dataset root>/scores/<name>.parquet` (`--format scores|both`, a draft of
+open LeRobot PRs #4553-#4555)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,19 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--shard", help="i/n: score every n-th episode from i (default: torchrun's rank)")
     p.add_argument("--merge", action="store_true", help="only merge finished shards into --output")
     p.add_argument(
+        "--format",
+        choices=("lerobot", "scores", "both"),
+        default="lerobot",
+        help="lerobot: --output in today's sarm_progress.parquet schema; scores: LeRobot's typed scores file "
+        "(draft of PRs #4553-#4555: progress, validity mask, stage confidence and probabilities, "
+        "provenance) at --scores-out; both: the two, from the same parts. --output names the parts "
+        "directory either way; the merge (last shard or --merge) writes the files",
+    )
+    p.add_argument(
+        "--scores-out", help="the scores file (default: <dataset root>/scores/<--score-name>.parquet)"
+    )
+    p.add_argument("--score-name", default="sarm", help="the score's name in the default --scores-out")
+    p.add_argument(
         "--allow-other-encoder",
         action="store_true",
         help="score a cache made with another encoder than the model was trained on (refused by default: "
@@ -57,8 +72,11 @@ def run(args) -> int:
     for flag, value in (("--stride", args.stride), ("--batch-size", args.batch_size)):
         if value < 1:
             raise ValueError(f"{flag} should be a positive integer, but got {value}")
+    formats = ("lerobot", "scores") if args.format == "both" else (args.format,)
+    where = {"formats": formats, "scores_out": args.scores_out, "score_name": args.score_name}
     if args.merge:
-        print(f"wrote {merge_progress(args.cache, args.output)}")
+        merge_progress(args.cache, args.output, **where, option_names={"scores_out": "--scores-out"})
+        _print_written(args, formats)
         return 0
     if not args.model:
         raise ValueError("--model is required (a model directory, Hub id or LeRobot checkpoint)")
@@ -90,11 +108,22 @@ def run(args) -> int:
         shard=args.shard,
         reward_model_path=str(args.model),
         allow_other_encoder=args.allow_other_encoder,
-        option_names={"allow_other_encoder": "--allow-other-encoder"},
+        option_names={"allow_other_encoder": "--allow-other-encoder", "scores_out": "--scores-out"},
+        **where,
     )
-    print(
-        f"wrote {out}"
-        if out
-        else "this shard is done; other shards still running (merge runs when all finish)"
-    )
+    if out:
+        _print_written(args, formats)
+    else:
+        print("this shard is done; other shards still running (merge runs when all finish)")
     return 0
+
+
+def _print_written(args, formats) -> None:
+    from sarm.features.cache import FeatureCache
+    from sarm.inference.progress import scores_path
+
+    if "lerobot" in formats:
+        print(f"wrote {args.output} (LeRobot sarm_progress layout)")
+    if "scores" in formats:
+        path = scores_path(FeatureCache(args.cache), args.scores_out, args.score_name)
+        print(f"wrote {path} (LeRobot scores file, lerobot.scores v1, draft of PRs #4553-#4555)")

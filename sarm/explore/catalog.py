@@ -61,12 +61,14 @@ class Catalog:
         self.scores: TableScores | None = None
         self._static: tuple | None = None  # the table's unchanging columns, as JSON, predicted outcomes
         self.files = {"progress": None, "weights": None}
+        self.progress_format: str | None = None  # `read <file>: <layout>`, for the command to print
         if progress is not None:
             from rabc.progress_io import read_progress
 
             table = read_progress(progress, sort=True)
+            self.progress_format = table.format_line()
             self.progress = {h: _per_episode(table.episode_index, table.column(h)) for h in table.heads}
-            self.files["progress"] = Path(progress).resolve()
+            self.files["progress"] = Path(table.source).resolve()
             tasks = dict(zip(self.ds.episodes.tolist(), self.ds.tasks, strict=True))
             self.scores = TableScores(table, self.chunk_size, tasks, weights)
         self.weights: dict[int, np.ndarray] = {}

@@ -19,6 +19,12 @@ Resumable and shardable like the cache: each episode's result goes to `<out>.par
 through a temporary file; a rerun skips finished episodes; `shard=(i, n)` scores every n-th episode;
 `merge_progress` (run automatically once every part exists) streams the parts into the parquet file
 episode by episode, so memory stays flat as the dataset grows, and renames it into place.
+
+`formats` picks the files the merge writes from the same parts: "lerobot" (the file above, the
+default) and/or "scores", LeRobot's typed scores file (open PRs #4553-#4555, written by
+`rabc.score_files`): per head progress, a validity mask, stage confidence and stage probabilities, with
+provenance (`sarm.inference.scores`), by default at `<dataset root>/scores/<score_name>.parquet`.
+Parts always hold the stage probabilities, so either file can be merged from any finished run.
 """
 
 from __future__ import annotations
@@ -36,13 +42,24 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from rabc import score_files
 from sarm.features.cache import FeatureCache, parse_shard
+from sarm.inference.scores import (
+    check_scores_output,
+    created_now,
+    keep_provenance,
+    scores_path,
+    scoring_provenance,
+    write_json,
+)
 from sarm.model.network import SARM
 from sarm.training.windows import window_frames
 
-__all__ = ["compute_progress", "merge_progress", "score_episode"]
+__all__ = ["FORMATS", "compute_progress", "merge_progress", "score_episode", "scores_path"]
 
 _ROW_GROUP = 1 << 18  # rows per row group: bounds the merge's memory
+FORMATS = ("lerobot", "scores")
+_PARTS_VERSION = 2  # parts hold stage probabilities
 
 
 def score_episode(
@@ -166,7 +183,15 @@ def _settings(model: SARM, cache: FeatureCache, heads, stride, soft, stage_probs
         "model": model.config.to_dict(),
         "cache": {"encoder": cache.manifest["encoder"], "dataset": cache.manifest["dataset"]},
         "episodes": cache.planned.tolist(),
+        "parts": _PARTS_VERSION,
     }
+
+
+def _check_formats(formats) -> tuple[str, ...]:
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
+    if not formats or any(f not in FORMATS for f in formats):
+        raise ValueError(f"formats should be some of {list(FORMATS)}, but got formats={formats!r}")
+    return formats
 
 
 @torch.no_grad()
@@ -185,6 +210,9 @@ def compute_progress(
     allow_other_encoder: bool = False,
     progress: bool = True,
     option_names: dict[str, str] | None = None,
+    formats: Sequence[str] | str = ("lerobot",),
+    scores_out: str | Path | None = None,
+    score_name: str = "sarm",
 ) -> Path | None:
     """Score every frame of the cache with `model` and write `out_path` (LeRobot's progress schema).
 
@@ -204,13 +232,18 @@ def compute_progress(
         allow_other_encoder: score a cache made with another encoder than the one the model was trained
             on (recorded in `model.config.encoder`); refused by default, naming both encoders.
         progress: show a tqdm bar.
-        option_names: how errors name `allow_other_encoder` (the CLI passes its flag).
+        option_names: how errors name `allow_other_encoder` / `scores_out` (the CLI passes its flags).
+        formats: the files to write: "lerobot" (`out_path`) and/or "scores" (LeRobot's typed scores
+            file, a draft of open PRs #4553-#4555, at `scores_out`). `out_path` names the parts
+            directory either way.
+        scores_out: the scores file (default `<dataset root>/scores/<score_name>.parquet`).
+        score_name: the score's name in the default `scores_out`.
 
     The output is checked before any compute: it must be a file path (not a directory) in a writable
     place, and must not lie inside the feature cache or the model's directory.
 
-    Returns `out_path` once every episode is done and merged, or None when other shards are still
-    missing (run them, or call `merge_progress` later).
+    Returns `out_path` (the scores file when it is the only format) once every episode is done and
+    merged, or None when other shards are still missing (run them, or call `merge_progress` later).
     """
     cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     heads = list(model.config.heads if heads is None else heads)
@@ -237,10 +270,18 @@ def compute_progress(
             f"this model is state-only (num_cameras=0) but the cache `{cache.root}` holds no robot state; "
             "use a cache extracted with the dataset's state column"
         )
-    names = {"allow_other_encoder": "allow_other_encoder=True", **(option_names or {})}
+    names = {
+        "allow_other_encoder": "allow_other_encoder=True",
+        "scores_out": "scores_out",
+        **(option_names or {}),
+    }
     _check_encoder(model, cache, allow_other_encoder, names)
+    formats = _check_formats(formats)
     rank, world = parse_shard(shard)
     out_path = Path(out_path)
+    scores = scores_path(cache, scores_out, score_name) if "scores" in formats else None
+    if scores is not None:
+        check_scores_output(scores, out_path, cache, names["scores_out"])
     parts = _check_output(out_path, cache, model)
     if reward_model_path is None:
         reward_model_path = model.source or ""
@@ -253,9 +294,13 @@ def compute_progress(
                 "delete it or write to another output path"
             )
     else:
-        tmp = marker.with_name(f".settings.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(settings, indent=1) + "\n")
-        os.replace(tmp, marker)
+        write_json(marker, settings)
+    keep_provenance(
+        parts,
+        scoring_provenance(
+            model, cache, reward_model_path=reward_model_path, heads=heads, stride=stride, soft=soft
+        ),
+    )
 
     mine = [int(e) for e in cache.episodes[rank::world] if not _part(parts, int(e)).is_file()]
     bar = tqdm(total=sum(cache.length(e) for e in mine), unit="frame", disable=not progress, desc="progress")
@@ -271,7 +316,7 @@ def compute_progress(
             batch_size=batch_size,
             stride=stride,
             soft=soft,
-            stage_probs=stage_probs,
+            stage_probs=True,  # parts always hold them: either file can be merged from any run
         )
         tmp = parts / f".episode_{episode:06d}.{os.getpid()}.tmp.npz"
         np.savez(tmp, **result)
@@ -280,16 +325,27 @@ def compute_progress(
         bar.update(cache.length(episode))
     bar.close()
     if all(_part(parts, int(e)).is_file() for e in cache.episodes):
-        return merge_progress(cache, out_path)
+        return merge_progress(cache, out_path, formats=formats, scores_out=scores, option_names=names)
     return None
 
 
 def merge_progress(
-    cache: FeatureCache | str | Path, out_path: str | Path, *, keep_parts: bool = False
+    cache: FeatureCache | str | Path,
+    out_path: str | Path,
+    *,
+    keep_parts: bool = False,
+    formats: Sequence[str] | str = ("lerobot",),
+    scores_out: str | Path | None = None,
+    score_name: str = "sarm",
+    option_names: dict[str, str] | None = None,
 ) -> Path:
     """Stream every episode's part into `out_path` (sorted by global index), atomically; planned
-    episodes without features get NaN rows. Removes `<out_path>.parts/` unless `keep_parts`."""
+    episodes without features get NaN rows. With "scores" in `formats`, also (or only) LeRobot's typed
+    scores file at `scores_out` (default `<dataset root>/scores/<score_name>.parquet`), stamped with the
+    run's provenance and the time of this merge. Removes `<out_path>.parts/` unless `keep_parts`.
+    Returns `out_path` (the scores file when it is the only format)."""
     cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+    formats = _check_formats(formats)
     out_path = Path(out_path)
     if out_path.is_dir():
         raise ValueError(f"the output `{out_path}` is a directory; name the progress file to write")
@@ -300,13 +356,21 @@ def merge_progress(
             "shard with this output first"
         )
     settings = json.loads((parts / "settings.json").read_text())
+    if settings.get("parts") != _PARTS_VERSION:
+        raise ValueError(
+            f"`{parts}` holds parts of an older sarm (without stage probabilities); delete it and rerun "
+            "`sarm progress`"
+        )
     missing_parts = [int(e) for e in cache.episodes if not _part(parts, int(e)).is_file()]
     if missing_parts:
         raise FileNotFoundError(
             f"{len(missing_parts)} episode(s) have no progress part in `{parts}` yet (first: "
             f"{missing_parts[:8]}); run every shard of `sarm progress` before merging"
         )
-    heads, with_probs = settings["heads"], settings["stage_probs"]
+    scores = scores_path(cache, scores_out, score_name) if "scores" in formats else None
+    if scores is not None:
+        check_scores_output(scores, out_path, cache, (option_names or {}).get("scores_out", "scores_out"))
+    heads = settings["heads"]
     skipped = cache.missing
     if skipped.size:
         warnings.warn(
@@ -314,33 +378,63 @@ def merge_progress(
             f"weight): {skipped[:20].tolist()}",
             stacklevel=2,
         )
+    if "lerobot" in formats:
+        _write_lerobot(cache, parts, out_path, settings)
+    if scores is not None:
+        provenance = {**json.loads((parts / "provenance.json").read_text()), "created": created_now()}
+        score_files.write_scores(
+            scores,
+            _episodes(cache, parts, heads),
+            model="sarm",
+            num_stages={h: _num_stages(settings, h) for h in heads},
+            provenance=provenance,
+        )
+    if not keep_parts:
+        shutil.rmtree(parts, ignore_errors=True)
+    return out_path if "lerobot" in formats else scores
+
+
+def _num_stages(settings: dict, head: str) -> int:
+    """Stage classes of a head: the largest stage count over its tasks (as `SARMConfig.num_stages`)."""
+    return max(len(s["names"]) for s in settings["model"]["schemas"][head].values())
+
+
+def _episodes(cache: FeatureCache, parts: Path, heads):
+    """Each planned episode's columns in global index order, from its part or NaN (no features)."""
+    done = set(cache.episodes.tolist())
+    last = -1
+    for episode in sorted(cache.planned.tolist(), key=cache.first_index):
+        length = cache.length(episode)
+        first = cache.first_index(episode)
+        if first <= last:
+            raise ValueError(f"episode {episode} overlaps the global index range of an earlier episode")
+        last = first + length - 1
+        frame = np.arange(length, dtype=np.int64)
+        columns = {
+            "index": first + frame,
+            "episode_index": np.full(length, episode, np.int64),
+            "frame_index": frame,
+        }
+        if episode in done:
+            with np.load(_part(parts, episode)) as part:
+                columns |= {name: part[name] for name in part.files}
+        for h in heads:
+            columns.setdefault(f"progress_{h}", np.full(length, np.nan, np.float32))
+        yield columns
+
+
+def _write_lerobot(cache: FeatureCache, parts: Path, out_path: Path, settings: dict) -> None:
+    heads, with_probs = settings["heads"], settings["stage_probs"]
     fields = [pa.field(n, pa.int64()) for n in ("index", "episode_index", "frame_index")]
     fields += [pa.field(f"progress_{h}", pa.float32()) for h in heads]
     if with_probs:
         fields += [pa.field(f"stage_probs_{h}", pa.list_(pa.float32())) for h in heads]
     schema = pa.schema(fields, metadata={"reward_model_path": settings["reward_model_path"]})
-    done = set(cache.episodes.tolist())
-    order = sorted(cache.planned.tolist(), key=cache.first_index)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    last, pending, rows = -1, [], 0
+    pending, rows = [], 0
     with pq.ParquetWriter(tmp, schema) as writer:
-        for episode in order:
-            length = cache.length(episode)
-            first = cache.first_index(episode)
-            if first <= last:
-                raise ValueError(f"episode {episode} overlaps the global index range of an earlier episode")
-            last = first + length - 1
-            frame = np.arange(length, dtype=np.int64)
-            columns = {
-                "index": first + frame,
-                "episode_index": np.full(length, episode, np.int64),
-                "frame_index": frame,
-            }
-            if episode in done:
-                with np.load(_part(parts, episode)) as part:
-                    columns |= {name: part[name] for name in part.files}
-            for h in heads:
-                columns.setdefault(f"progress_{h}", np.full(length, np.nan, np.float32))
+        for columns in _episodes(cache, parts, heads):
+            length = len(columns["index"])
             arrays = [pa.array(columns[f.name]) for f in fields if not f.name.startswith("stage_probs_")]
             if with_probs:
                 for h in heads:
@@ -362,6 +456,3 @@ def merge_progress(
         if pending:
             writer.write_table(pa.concat_tables(pending))
     os.replace(tmp, out_path)
-    if not keep_parts:
-        shutil.rmtree(parts, ignore_errors=True)
-    return out_path
