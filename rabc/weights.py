@@ -9,20 +9,17 @@ The formulas themselves live in `rabc.formulas`.
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from rabc.checks import check_arrays, check_fallback, check_kappa
 from rabc.formulas import delta_statistics, eq9_weights, group_rows, progress_deltas, solve_kappa
-from rabc.progress_io import ProgressTable, atomic_write_parquet, read_progress, unreadable_parquet
+from rabc.progress_io import ProgressTable, read_progress
+from rabc.weights_file import load_weights, save_weights
 
 __all__ = ["DEFAULT_TARGET_MEAN_WEIGHT", "STATS", "RABCWeights"]
 
@@ -30,7 +27,6 @@ log = logging.getLogger(__name__)
 
 STATS = ("global", "interior")
 DEFAULT_TARGET_MEAN_WEIGHT = 0.55  # middle of the 0.3-0.8 mean weight LeRobot's docs call healthy
-FORMAT = "rabc-weights/1"
 
 
 class RABCWeights:
@@ -276,86 +272,12 @@ class RABCWeights:
 
     def save(self, path) -> Path:
         """Write a weights parquet (index, episode_index, delta, weight) with parameters in its metadata."""
-        meta = {"format": FORMAT, **{k: v for k, v in self._init_args().items() if k not in _ARRAYS}}
-        meta["group_stats"] = [[label, m, s] for label, (m, s) in self.group_stats.items()]
-        columns = {
-            "index": self.index,
-            "episode_index": self.episode_index,
-            "delta": self.deltas,
-            "weight": self.weights,
-        }
-        if self.group_of_row is not None:
-            columns["group"] = self.group_of_row
-        table = pa.table(columns).replace_schema_metadata({b"rabc": json.dumps(meta, default=str).encode()})
-        return atomic_write_parquet(table, path)
+        return save_weights(self, path)
 
     @classmethod
     def load(cls, path) -> RABCWeights:
         """Read a file written by `save`, validated (columns, weights in [0, 1], parameters)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file `{path}` does not exist; write one with `rabc weights`")
-        try:
-            raw = (pq.read_schema(path).metadata or {}).get(b"rabc")
-        except (pa.ArrowInvalid, OSError) as err:
-            raise unreadable_parquet(str(path), err, "weights") from err
-        if raw is None:
-            raise ValueError(
-                f"`{path}` has no `rabc` metadata: it is not a weights file written by `rabc weights`"
-                " (a progress file? build weights with RABCWeights.from_progress)"
-            )
-        try:
-            meta = json.loads(raw)
-        except ValueError:
-            meta = None
-        if not isinstance(meta, dict) or meta.pop("format", None) != FORMAT:
-            raise ValueError(
-                f"`{path}` was written in an unknown weights format; rewrite it with `rabc weights`"
-            )
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise unreadable_parquet(str(path), err, "weights") from err
-        missing = [c for c in ("index", "episode_index", "delta", "weight") if c not in table.column_names]
-        if missing:
-            raise ValueError(
-                f"weights file `{path}` lacks column(s) {missing} (it has {table.column_names}); "
-                "rewrite it with `rabc weights`"
-            )
-        cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-        group_stats = {label: (m, s) for label, m, s in meta.pop("group_stats", [])}
-        meta.setdefault("drop_episodes", None)  # files written before drop lists existed
-        unknown = sorted(set(meta) - set(_PARAMETERS))
-        if unknown or set(_PARAMETERS) - set(meta):
-            raise ValueError(
-                f"weights file `{path}` has parameters {sorted(meta)} in its metadata, expected "
-                f"{sorted(_PARAMETERS)}; rewrite it with `rabc weights`"
-            )
-        try:
-            w = cls(
-                index=cols["index"],
-                episode_index=cols["episode_index"],
-                deltas=cols["delta"],
-                weights=cols["weight"],
-                group_of_row=cols.get("group"),
-                group_stats=group_stats,
-                **meta,
-            )
-            check_kappa(w.kappa)
-        except ValueError as err:
-            raise ValueError(
-                f"weights file `{path}` is invalid: {err}; rewrite it with `rabc weights`"
-            ) from None
-        if (
-            w.group_of_row is not None
-            and len(w)
-            and not 0 <= w.group_of_row.min() <= w.group_of_row.max() < len(group_stats)
-        ):
-            raise ValueError(
-                f"weights file `{path}` has group codes outside the {len(group_stats)} groups of its "
-                "metadata; rewrite it with `rabc weights`"
-            )
-        return w
+        return load_weights(cls, path)
 
     def _init_args(self) -> dict:
         return {
@@ -409,8 +331,3 @@ def _check_drop(drop_episodes, table: ProgressTable):
             f"`{table.source}` ({len(have)} episodes); the drop list belongs to another progress file"
         )
     return drop
-
-
-_ARRAYS = ("index", "episode_index", "deltas", "weights", "group_of_row", "group_stats")
-# the scalar parameters `save` writes to the metadata: every constructor argument but the arrays
-_PARAMETERS = tuple(p for p in inspect.signature(RABCWeights).parameters if p not in _ARRAYS)
