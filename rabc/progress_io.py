@@ -28,17 +28,23 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from rabc import score_files
 from rabc.files import atomic_write
+from rabc.progress_columns import (
+    HEADS,
+    INDEX_COLUMNS,
+    decoded_metadata,
+    lerobot_plan,
+    open_source,
+    read_columns,
+    stage_number,
+    stage_prob_lists,
+)
 
 __all__ = ["HEADS", "ProgressFormat", "ProgressTable", "episode_runs", "read_progress", "write_progress"]
 
 log = logging.getLogger(__name__)
-
-HEADS = ("sparse", "dense")
-INDEX_COLUMNS = ("index", "episode_index", "frame_index")
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,7 @@ def read_progress(
     if not isinstance(source, pa.Table):
         source = resolve_source(source, score)
     name = "<table>" if isinstance(source, pa.Table) else str(source)
-    schema, num_rows, batches = _open(source, name)
+    schema, num_rows, batches = open_source(source, name)
     prefix = score_files.detect(schema.metadata)
     if prefix is not None:
         plan = score_files.plan_read(schema, name, heads)
@@ -165,13 +171,13 @@ def read_progress(
         fmt = dict(kind="scores", columns=plan["progress"], version=plan["version"], key_prefix=prefix)
         fmt |= dict(descriptors=plan["descriptors"], provenance=plan["provenance"])
     else:
-        wanted = _lerobot_plan(schema.names, name, heads)
+        wanted = lerobot_plan(schema.names, name, heads)
         fmt = dict(kind="lerobot", columns={k.removeprefix("progress_"): c for k, c in wanted.items()})
-    columns = _read_columns(
-        batches, num_rows, name, {**{c: c for c in INDEX_COLUMNS}, **wanted}, progress_bar
-    )
+    columns = read_columns(batches, num_rows, name, {**{c: c for c in INDEX_COLUMNS}, **wanted}, progress_bar)
     if extras and prefix is None:
-        columns |= _list_columns(source, name, [h for h in HEADS if f"progress_{h}" in wanted], schema.names)
+        columns |= stage_prob_lists(
+            source, name, [h for h in HEADS if f"progress_{h}" in wanted], schema.names
+        )
     if sort:
         order = np.argsort(columns["index"], kind="stable")
         columns = {key: values[order] for key, values in columns.items()}
@@ -182,11 +188,11 @@ def read_progress(
             values[~valid] = np.nan  # the validity mask -> unknown progress (RA-BC's counted fallback)
             invalid |= ~valid
     for head in progress:  # stage k columns of a scores file -> one (N, K) array
-        stages = sorted((k for k in columns if k.startswith(f"stage_probs_{head}/")), key=_stage)
+        stages = sorted((k for k in columns if k.startswith(f"stage_probs_{head}/")), key=stage_number)
         if stages:
             columns[f"stage_probs_{head}"] = np.stack([columns.pop(k) for k in stages], axis=1)
     extra = {k: columns.pop(k) for k in list(columns) if k not in INDEX_COLUMNS}
-    metadata = _decoded(schema.metadata)
+    metadata = decoded_metadata(schema.metadata)
     file_format = ProgressFormat(**fmt, masked=int(invalid.sum()))
     table = ProgressTable(
         **columns, progress=progress, metadata=metadata, source=name, file_format=file_format, extras=extra
@@ -239,128 +245,6 @@ def write_progress(path, table: ProgressTable, metadata: dict[str, str] | None =
 def atomic_write_parquet(table: pa.Table, path) -> Path:
     """Write `table` to a temporary file beside `path`, then rename it into place (see `rabc.files`)."""
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-
-
-def _open(source, name: str):
-    """(schema, rows, a function giving record batches of some columns) of a file or a table."""
-    if isinstance(source, pa.Table):
-        return source.schema, source.num_rows, lambda cols: source.select(cols).to_batches()
-    if not Path(source).is_file():
-        raise FileNotFoundError(f"progress file `{name}` does not exist; write one with `sarm progress`")
-    try:
-        file = pq.ParquetFile(source)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise unreadable_parquet(name, err, "progress") from err
-    return (
-        file.schema_arrow,
-        file.metadata.num_rows,
-        lambda cols: file.iter_batches(columns=cols, batch_size=1 << 22),
-    )
-
-
-def _lerobot_plan(available: list[str], name: str, heads) -> dict[str, str]:
-    wanted_heads = [h for h in HEADS if f"progress_{h}" in available] if heads is None else list(heads)
-    for head in wanted_heads:
-        if head not in HEADS:
-            raise ValueError(f"head should be one of {list(HEADS)}, but got head={head!r}")
-    wanted = list(INDEX_COLUMNS) + [f"progress_{h}" for h in wanted_heads]
-    missing = [c for c in wanted if c not in available]
-    if missing or not wanted_heads:
-        missing = missing or ["progress_sparse or progress_dense"]
-        raise ValueError(
-            f"column(s) {missing} not found in `{name}`; available: {available}. A progress file needs "
-            f"{list(INDEX_COLUMNS)} and at least one of progress_sparse / progress_dense, or is a LeRobot "
-            "scores file (write it with `sarm progress` or LeRobot's compute_rabc_weights)"
-        )
-    return {f"progress_{h}": f"progress_{h}" for h in wanted_heads}
-
-
-def _read_columns(batches, num_rows: int, name: str, wanted: dict[str, str], progress_bar: bool):
-    """{our key: numpy column} for `wanted` ({our key: file column}), streamed batch by batch."""
-    if num_rows == 0:
-        raise ValueError(f"`{name}` has no rows; a progress file needs one row per frame")
-    kinds = {
-        k: np.int64 if k in INDEX_COLUMNS else bool if k.startswith("valid_") else np.float32 for k in wanted
-    }
-    out = {k: np.empty(num_rows, kind) for k, kind in kinds.items()}
-    files = list(dict.fromkeys(wanted.values()))
-    row = 0
-    with tqdm(total=num_rows, desc="read progress", unit="row", disable=not progress_bar) as bar:
-        try:
-            for batch in batches(files):
-                for key, column in wanted.items():
-                    values = _column_to_numpy(batch.column(column), key, column, name)
-                    out[key][row : row + batch.num_rows] = values
-                row += batch.num_rows
-                bar.update(batch.num_rows)
-        except (pa.ArrowInvalid, OSError) as err:  # a corrupt data page behind an intact footer
-            raise unreadable_parquet(name, err, "progress") from err
-    return out
-
-
-def _list_columns(source, name: str, heads: list[str], available: list[str]) -> dict[str, np.ndarray]:
-    """`stage_probs_<head>` list<float32> columns (written by `sarm progress --stage-probs`) as (N, K)."""
-    out = {}
-    for head in heads:
-        column = f"stage_probs_{head}"
-        if column not in available:
-            continue
-        data = (
-            source.column(column)
-            if isinstance(source, pa.Table)
-            else pq.read_table(source, columns=[column])[0]
-        )
-        data = data.combine_chunks()
-        valid = ~np.asarray(data.is_null().to_numpy(zero_copy_only=False), bool)
-        flat = data.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-        k = flat.size // max(int(valid.sum()), 1)
-        if flat.size != k * valid.sum():
-            raise ValueError(f"column `{column}` in `{name}` has rows of different lengths")
-        probs = np.full((len(data), k), np.nan, np.float32)
-        probs[valid] = flat.reshape(-1, k)
-        out[column] = probs
-    return out
-
-
-def _stage(key: str) -> int:
-    return int(key.rpartition("/")[2])
-
-
-def unreadable_parquet(name: str, err: Exception, kind: str) -> ValueError:
-    """The one-line error for a file that is not a readable parquet file (corrupt, truncated, other)."""
-    detail = " ".join(str(err).split())
-    fix = "regenerate it with `sarm progress`" if kind == "progress" else "rewrite it with `rabc weights`"
-    return ValueError(f"{kind} file `{name}` is not a readable parquet file ({detail}); {fix}")
-
-
-def _column_to_numpy(column: pa.Array, key: str, name: str, source: str) -> np.ndarray:
-    """One batch of a column as numpy: `key` is our field (the kind), `name` the file's column."""
-    if key in INDEX_COLUMNS:
-        if not pa.types.is_integer(column.type):
-            raise ValueError(
-                f"column `{name}` in `{source}` should hold integers, but has type {column.type}"
-            )
-        if column.null_count:
-            raise ValueError(f"column `{name}` in `{source}` has {column.null_count} null values")
-        return column.to_numpy()
-    if key.startswith("valid_"):  # a scores file's validity mask; null counts as not valid
-        if not (pa.types.is_boolean(column.type) or pa.types.is_integer(column.type)):
-            raise ValueError(
-                f"validity mask `{name}` in `{source}` should hold booleans, but has type {column.type}"
-            )
-        return column.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
-    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
-        raise ValueError(f"column `{name}` in `{source}` should hold floats, but has type {column.type}")
-    return column.cast(pa.float32()).to_numpy(zero_copy_only=False)  # nulls become NaN
-
-
-def _decoded(raw) -> dict[str, str]:
-    """Every schema metadata key and value as text (unknown keys too), without pyarrow's own schema."""
-    return {
-        k.decode(errors="replace"): v.decode(errors="replace")
-        for k, v in (raw or {}).items()
-        if k != b"ARROW:schema"
-    }
 
 
 def _validate(t: ProgressTable) -> None:

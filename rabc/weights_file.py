@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rabc.checks import check_kappa
-from rabc.progress_io import atomic_write_parquet, unreadable_parquet
+from rabc.progress_columns import unreadable_parquet
+from rabc.progress_io import atomic_write_parquet
 
 __all__ = ["FORMAT", "load_weights", "save_weights"]
 
