@@ -7,7 +7,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import rabc.cli
+import rabc.cli.episodes
+import rabc.cli.options
 from rabc import RABCWeightedSampler, RABCWeights
 from rabc.cli import main
 from tests.conftest import progress_table
@@ -27,8 +28,9 @@ def no_compute(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("computed before checking the outputs")
 
-    monkeypatch.setattr(rabc.cli, "read_progress", refuse)
-    monkeypatch.setattr(rabc.cli.RABCWeights, "load", refuse)
+    for module in (rabc.cli.options, rabc.cli.episodes):
+        monkeypatch.setattr(module, "read_progress", refuse)
+    monkeypatch.setattr(rabc.cli.options.RABCWeights, "load", refuse)
 
 
 def _error(capsys, argv) -> str:

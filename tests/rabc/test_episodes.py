@@ -206,13 +206,13 @@ def test_cli_curate_then_weights(tmp_path, capsys):
 
 
 def test_scoring_bar_shows_on_stderr_only_when_slow(tmp_path, capsys, monkeypatch):
-    import rabc.cli
+    import rabc.cli.episodes
 
     path = tmp_path / "p.parquet"
     pq.write_table(_table(), path)
     assert main(["episodes", str(path), "--chunk-size", "5"]) == 0
     assert "score episodes" not in capsys.readouterr().err  # a small file: done before the delay
-    monkeypatch.setattr(rabc.cli, "SCORE_BAR_DELAY_S", 0.0)
+    monkeypatch.setattr(rabc.cli.episodes, "SCORE_BAR_DELAY_S", 0.0)
     assert main(["episodes", str(path), "--chunk-size", "5"]) == 0
     out, err = capsys.readouterr()
     assert "score episodes" in err and "2/2" in err and "score episodes" not in out

@@ -1,0 +1,5 @@
+import sys
+
+from rabc.cli import main
+
+sys.exit(main())
