@@ -74,6 +74,7 @@ export function renderEditor() {
 
 function changed() {
   dirty = true; redraw(); clearTimeout(timer);
+  document.documentElement.dataset.validation = "pending";  // "done" once the server checked the last edit
   timer = setTimeout(validate, 120);
 }
 async function validate() {
@@ -83,6 +84,7 @@ async function validate() {
   state.error = body.error || null;
   if (body.labels) state.labels = body.labels;
   showError(); redraw();
+  document.documentElement.dataset.validation = "done";
 }
 
 export function select(sel) { state.selected = sel; renderEditor(); redraw(); }

@@ -1,28 +1,25 @@
 """`sarm explore` in a real headless Chromium (Debian's package, driven by Playwright): the table loads
 and sorts, an episode's video plays and the plot cursor follows, clicking the plot seeks, no console
-errors. Screenshots go to docs/explore/. Skipped without chromium, except in CI (CI=true), where it fails
+errors. Every step waits on a DOM condition, never on a clock. Screenshots go to docs/explore/ with
+SARM_SCREENSHOTS=1 (chromium.shot). Skipped without chromium, except in CI (CI=true), where it fails
 (the `chromium` fixture of conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-from chromium import SHOTS
+from chromium import new_page, shot
 
 
 @pytest.fixture(scope="module")
 def page(server, chromium):
     from playwright.sync_api import sync_playwright
 
-    errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium, args=["--autoplay-policy=no-user-gesture-required"]
         )
-        pg = browser.new_page(viewport={"width": 1100, "height": 800})
-        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg = new_page(browser, viewport={"width": 1100, "height": 800})
         pg.goto(server.url)
-        pg.errors = errors
         yield pg
         browser.close()
 
@@ -45,34 +42,40 @@ def test_table_loads_and_sorts(page):
     page.select_option("#task-filter", "fold the towel")
     assert _column(page, 1) == ["1"]
     page.select_option("#task-filter", "")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "table.png"))
+    shot(page, "table.png")
     assert page.errors == []
+
+
+VIDEO = "document.querySelector('#videos video')"
+CURSOR = "Number(document.getElementById('plot').dataset.cursor)"
+
+
+def _cursor_reaches(page, frame):
+    """Waits for the plot cursor to be `frame` (a wrong frame fails at the hang ceiling, not by a clock)."""
+    page.wait_for_function(f"{CURSOR} === {frame}")
 
 
 def test_video_plays_cursor_follows_and_click_seeks(page):
     page.click("#episodes tbody tr[data-episode='1']")
-    page.wait_for_function("document.querySelector('#videos video')?.readyState >= 2", timeout=15000)
-    start = page.evaluate("document.querySelector('#videos video').currentTime")
+    page.wait_for_function(f"{VIDEO}?.readyState >= 2")
+    start = page.evaluate(f"{VIDEO}.currentTime")
     assert start == pytest.approx(2.0, abs=0.11)  # episode 1 starts 2 s into the shared file
     page.keyboard.press("Space")
-    page.wait_for_function("Number(document.getElementById('plot').dataset.cursor) >= 5", timeout=10000)
+    page.wait_for_function(f"{CURSOR} >= 5")  # it plays, and the cursor moves with it
     page.keyboard.press("Space")
-    page.wait_for_timeout(200)
-    cursor = int(page.get_attribute("#plot", "data-cursor"))
-    time = page.evaluate("document.querySelector('#videos video').currentTime")
-    assert abs(cursor - int((time - 2.0) * 10)) <= 1  # the cursor is the video's frame
-    page.screenshot(path=str(SHOTS / "episode.png"))
+    # paused: the cursor settles on the video's frame (episode 1 starts 2 s in, 10 fps)
+    page.wait_for_function(
+        f"{VIDEO}.paused && Math.abs({CURSOR} - Math.floor(({VIDEO}.currentTime - 2) * 10)) <= 1"
+    )
+    shot(page, "episode.png")
     box = page.locator("#plot").bounding_box()
     page.mouse.click(box["x"] + 30 + (box["width"] - 60) * 20 / 29, box["y"] + box["height"] / 2)
-    page.wait_for_timeout(300)
-    assert int(page.get_attribute("#plot", "data-cursor")) == 20
-    time = page.evaluate("document.querySelector('#videos video').currentTime")
+    _cursor_reaches(page, 20)
+    page.wait_for_function(f"!{VIDEO}.seeking")
+    time = page.evaluate(f"{VIDEO}.currentTime")
     assert time == pytest.approx(2.0 + 20.5 / 10, abs=0.06)
     page.keyboard.press("ArrowRight")
-    page.wait_for_timeout(200)
-    assert int(page.get_attribute("#plot", "data-cursor")) == 21
+    _cursor_reaches(page, 21)
     page.keyboard.press("Shift+ArrowLeft")
-    page.wait_for_timeout(200)
-    assert int(page.get_attribute("#plot", "data-cursor")) == 11
+    _cursor_reaches(page, 11)
     assert page.errors == []

@@ -1,4 +1,5 @@
-"""`sarm explore` as a process: one URL line with a token on stdout, Ctrl-C stops it, other hosts warn."""
+"""`sarm explore` as a process: one URL line with a token on stdout, Ctrl-C stops it, other hosts warn.
+Each step waits on its event (the URL line, the reply, the exit) with a ceiling only a hang reaches."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+from tests.waiting import HANG_S, read_line
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -21,13 +24,13 @@ def _start(dataset, *flags):
 def test_prints_url_serves_and_stops_on_ctrl_c(dataset):
     proc = _start(dataset, "--progress", str(dataset.parent / "progress.parquet"))
     try:
-        url = proc.stdout.readline().strip()
+        url = read_line(proc, "URL line").strip()
         assert url.startswith("http://127.0.0.1:") and "/?token=" in url
         base, token = url.split("/?token=")
-        with urllib.request.urlopen(f"{base}/api/episodes?token={token}", timeout=10) as reply:
+        with urllib.request.urlopen(f"{base}/api/episodes?token={token}", timeout=HANG_S) as reply:
             assert reply.status == 200
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=HANG_S)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -37,9 +40,9 @@ def test_prints_url_serves_and_stops_on_ctrl_c(dataset):
 def test_other_host_warns(dataset):
     proc = _start(dataset, "--host", "0.0.0.0")
     try:
-        assert proc.stdout.readline().startswith("http://0.0.0.0:")
+        assert read_line(proc, "URL line").startswith("http://0.0.0.0:")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=HANG_S)
     finally:
         proc.kill()
     assert "warning: binding 0.0.0.0" in err
@@ -47,6 +50,6 @@ def test_other_host_warns(dataset):
 
 def test_bad_chunk_size_is_one_line(dataset):
     proc = _start(dataset, "--chunk-size", "0")
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == 2
     assert err.strip() == "sarm explore: error: --chunk-size should be a positive integer, but got 0"

@@ -15,6 +15,7 @@ from sarm.data.edit import write_episode_columns
 from sarm.explore import Catalog, edit
 from sarm.labels.annotations import read_spans
 from sarm.labels.records import read_mistakes, read_outcomes
+from tests.waiting import HANG_S
 
 EPISODES = "meta/episodes/chunk-000/file-000.parquet"
 
@@ -22,7 +23,7 @@ EPISODES = "meta/episodes/chunk-000/file-000.parquet"
 def _call(server, path, body=None, headers=None, method="POST", token=True):
     host, port = server.server_address[:2]
     own = {"Host": f"127.0.0.1:{port}", "Origin": f"http://127.0.0.1:{port}"}
-    conn = http.client.HTTPConnection(host, port, timeout=20)
+    conn = http.client.HTTPConnection(host, port, timeout=HANG_S)
     url = f"{path}?token={server.token}" if token else path
     data = None if body is None else json.dumps(body).encode()
     conn.request(method, url, body=data, headers={**own, **(headers or {})})

@@ -2,7 +2,8 @@
 span saves and the parquet changes as expected, an invalid edit shows sarm.labels' message and writes
 nothing, a change on disk after the page loaded is detected and nothing is overwritten, `[` `]` and
 dragging move a span, spans are renamed, added and deleted, the spans JSON downloads, no console errors.
-Screenshots go to docs/explore/. Skipped without chromium, except in CI (the `chromium` fixture)."""
+Every step waits on a DOM condition, never on a clock; screenshots go to docs/explore/ with
+SARM_SCREENSHOTS=1 (chromium.shot). Skipped without chromium, except in CI (the `chromium` fixture)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from chromium import new_page, shot
 
 from sarm.data.edit import write_episode_columns
 
-SHOTS = Path(__file__).resolve().parents[3] / "docs" / "explore"
 EPISODES = "meta/episodes/chunk-000/file-000.parquet"
 
 
@@ -31,10 +32,7 @@ def browser(chromium):
 @pytest.fixture
 def page(browser, edit_server):
     """Episode 0 of a fresh copy of the dataset, loaded, with its console errors collected."""
-    pg = browser.new_page(viewport={"width": 1100, "height": 1250})
-    pg.errors = []
-    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg = new_page(browser, viewport={"width": 1100, "height": 1250})
     pg.goto(f"{edit_server.url}#episode/0")
     pg.wait_for_selector("#span-list tr.item")
     yield pg
@@ -53,8 +51,7 @@ def _field(kind, i, field):
 
 def _settled(page):
     """Wait until the last edit was validated by the server (the error box and buttons follow it)."""
-    page.wait_for_timeout(400)
-    page.wait_for_load_state("networkidle")
+    page.wait_for_function("document.documentElement.dataset.validation === 'done'")
 
 
 def test_edited_span_saves_and_parquet_changes(page, edit_dataset):
@@ -85,9 +82,8 @@ def test_edited_span_saves_and_parquet_changes(page, edit_dataset):
     assert {c: after[c] for c in before} == before
     assert any((edit_dataset / "meta" / "backups").iterdir())
     page.click("#span-list tr.item[data-kind=mistake] .swatch")  # select the mistake: outlined in the plot
-    page.wait_for_timeout(100)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "edit.png"), full_page=True)
+    page.wait_for_selector("#span-list tr.item.selected[data-kind=mistake]")
+    shot(page, "edit.png", full_page=True)
     assert page.errors == []
 
 
@@ -116,7 +112,7 @@ def test_invalid_edit_shows_the_error_and_writes_nothing(page, edit_dataset, fie
     assert (edit_dataset / EPISODES).read_bytes() == before
     assert not (edit_dataset / "meta" / "backups").exists()
     if message.startswith("overlap"):
-        page.screenshot(path=str(SHOTS / "edit-error.png"), full_page=True)
+        shot(page, "edit-error.png", full_page=True)
     assert [e for e in page.errors if "400 (Bad Request)" not in e] == []
 
 
@@ -159,7 +155,7 @@ def test_bracket_keys_and_dragging_move_the_span(page):
     assert page.input_value(_field("span", 0, "end")) == "4"
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("ArrowLeft")
-    page.wait_for_timeout(200)
+    page.wait_for_function("document.getElementById('plot').dataset.cursor === '2'")
     page.keyboard.press("[")
     assert page.input_value(_field("span", 0, "start")) == "2"
     # the grasp span's lane block (10..19): its start edge sits half a frame left of frame 10

@@ -9,11 +9,12 @@ import os
 import pytest
 
 from sarm.explore import safe_path
+from tests.waiting import HANG_S
 
 
 def _get(server, path, headers=None, method="GET"):
     host, port = server.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn = http.client.HTTPConnection(host, port, timeout=HANG_S)
     conn.request(method, path, headers=headers or {})
     reply = conn.getresponse()
     body = reply.read()

@@ -23,6 +23,7 @@ from table_data import ANNOTATED, CHUNK, KNOWN, PREDICTED, write_mpeg4_dataset, 
 from rabc.cli import main as rabc_main
 from rabc.episodes import score_episodes
 from sarm.explore import Catalog, ExploreServer
+from tests.waiting import HANG_S
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def server(files, tmp_path_factory):
 
 def _request(server, method, path, body=None, headers=None, token=True):
     host, port = server.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn = http.client.HTTPConnection(host, port, timeout=HANG_S)
     sep = "&" if "?" in path else "?"
     conn.request(
         method, f"{path}{sep}token={server.token}" if token else path, body=body, headers=headers or {}
@@ -227,7 +228,7 @@ def test_cli_export_dir_that_is_a_file_is_one_line(files, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     cmd = [sys.executable, "-m", "sarm.cli", "explore", str(files["root"]), "--no-browser"]
     proc = subprocess.run(
-        [*cmd, "--export-dir", str(tmp_path / "f")], capture_output=True, text=True, env=env, timeout=60
+        [*cmd, "--export-dir", str(tmp_path / "f")], capture_output=True, text=True, env=env, timeout=HANG_S
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium import CHROMIUM, MISSING, SHOTS, skip_without_browser
+from chromium import CHROMIUM, MISSING, new_page, shot, skip_without_browser
 from table_data import ANNOTATED, CHUNK, write_mpeg4_dataset, write_table_dataset
 
 from rabc.curation import curate
@@ -58,10 +58,7 @@ def open_page(browser):
     pages = []
 
     def opener(srv, viewport=(1300, 800)):
-        pg = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
-        pg.errors = []
-        pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
-        pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+        pg = new_page(browser, viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
         pg.goto(srv.url)
         pg.wait_for_selector("#episodes tbody tr.row")
         pages.append(pg)
@@ -156,11 +153,10 @@ def test_bulk_select_drop_and_export_match_rabc_curate(server, files, open_page,
     assert download.value.suggested_filename == "picked.json"
     assert saved["drop"] == [0, 1, 2, 4, 6, 7]
     assert saved["reasons"]["0"] == ["manual: filter: annotated"]
-    SHOTS.mkdir(parents=True, exist_ok=True)
     page.select_option("#annotated-filter", "")
     page.click("th[data-key=score]")
     page.check("#episodes tbody tr[data-episode='3'] input.pick")
-    page.screenshot(path=str(SHOTS / "table_curation.png"))
+    shot(page, "table_curation.png")
     assert page.errors == []
 
 
@@ -171,6 +167,15 @@ def test_export_error_is_shown(server, open_page):
     page.wait_for_function("document.getElementById('export-status').textContent.startsWith('export failed')")
     assert "plain file name" in page.text_content("#export-status")
     assert [e for e in page.errors if "400" not in e] == []  # the browser logs the refused POST itself
+
+
+LAST_ROW_IN_VIEW = """() => {
+  const box = document.getElementById("table-scroll").getBoundingClientRect();
+  const row = document.querySelector("#episodes tbody tr.row:last-of-type");
+  if (row?.dataset.episode !== "1199") return false;
+  const r = row.getBoundingClientRect();
+  return r.height > 0 && box.top <= r.top && r.bottom <= box.bottom + 1;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -192,14 +197,11 @@ def test_many_rows_are_windowed(many, open_page):
     first = _episodes(page)
     assert first[0] == 0 and len(first) < 80  # only the rows in view (and a margin) are in the DOM
     page.eval_on_selector("#table-scroll", "b => { b.scrollTop = b.scrollHeight; }")
-    page.wait_for_function(
-        "document.querySelector('#episodes tbody tr.row:last-of-type')?.dataset.episode === '1199'"
-    )
+    # rows are redrawn on every scroll frame: wait until the last one is drawn and in view, then read
+    # the rows once (a row read between two redraws may be detached)
+    page.wait_for_function(LAST_ROW_IN_VIEW)
     last = _episodes(page)
     assert len(last) < 80 and last[-1] == 1199 and last == list(range(last[0], 1200))
-    row = page.locator("#episodes tbody tr[data-episode='1199']").bounding_box()
-    box = page.locator("#table-scroll").bounding_box()
-    assert box["y"] <= row["y"] and row["y"] + row["height"] <= box["y"] + box["height"] + 1  # in view
     page.check("#select-all")  # selects all shown, not only the drawn rows
     assert page.text_content("#selected-count") == "1200 selected"
     assert page.errors == []
@@ -252,8 +254,8 @@ def test_frame_clock_advances_and_seeks(mp4v, open_page):
         """async () => {
           const { FrameClock } = await import("./static/frames.js");
           const seen = [], clock = new FrameClock(50, 20, (f) => seen.push(f));
-          clock.play();
-          await new Promise((r) => setTimeout(r, 700));
+          clock.play();  // 20 frames at 50 fps: it ends by itself, on the page's clock
+          while (!clock.paused) await new Promise((r) => requestAnimationFrame(r));
           const ended = clock.paused;
           clock.seek(3);
           return { seen, ended, frame: clock.frame };
@@ -280,6 +282,6 @@ def test_episode_view_shows_server_frames_for_an_unplayable_video(mp4v, open_pag
     page.keyboard.press("Shift+ArrowLeft")
     page.wait_for_function(f"document.querySelector('{img}').dataset.frame === '3'")
     page.keyboard.press(" ")  # plays on the page's own clock, to the last frame (16 frames at 10 fps)
-    page.wait_for_function(f"document.querySelector('{img}').dataset.frame === '15'", timeout=10_000)
+    page.wait_for_function(f"document.querySelector('{img}').dataset.frame === '15'")
     assert page.get_attribute("#plot", "data-cursor") == "15"
     assert page.errors == []
