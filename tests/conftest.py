@@ -38,6 +38,20 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+def slow_marker_problems(items) -> list[str]:
+    """A test may take more than 60 s alone on an idle machine only when marked
+    `@pytest.mark.slow(reason="...")`: the reason says what it does that takes the time."""
+    bad = []
+    for item in items:
+        marker = item.get_closest_marker("slow")
+        if marker is not None and not str(marker.kwargs.get("reason", "")).strip():
+            bad.append(f'{item.nodeid}: @pytest.mark.slow needs reason="..." (why it takes more than 60 s)')
+    return bad
+
+
 def pytest_collection_modifyitems(config, items):
-    """Run the tests that import JAX last: JAX starts threads, and later DataLoader workers are forked."""
+    """Refuse `slow` markers without a reason; run the tests that import JAX last (JAX starts threads, and
+    later DataLoader workers are forked)."""
+    if bad := slow_marker_problems(items):
+        raise pytest.UsageError("\n".join(bad))
     items.sort(key=lambda item: item.path.name == "test_openpi.py")  # stable: the rest keep their order

@@ -78,7 +78,7 @@ def test_claims(workers, tmp_path):
 
 def test_a_held_unit_comes_last_once_done_or_taken_over(workers, tmp_path, monkeypatch):
     monkeypatch.setattr(workers, "POLL_S", 0.01)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         for u in ("x", "y"):  # both held by a live worker
             (tmp_path / f"{u}.claim").write_text(str(holder.pid))

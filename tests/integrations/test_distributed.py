@@ -21,6 +21,7 @@ from torch import nn
 
 from rabc import RABCLoss, RABCWeightedSampler
 from tests.integrations import _ddp_worker as worker
+from tests.waiting import HANG_S
 
 WORLD = 2
 _weights = functools.cache(worker.weights)  # the worker's RABCWeights, built once here
@@ -35,7 +36,7 @@ def launched(tmp_path_factory) -> Path:
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S, env=env)
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"torchrun did not finish in 120 s\nstdout:\n{err.stdout}\nstderr:\n{err.stderr}")
     assert proc.returncode == 0, (

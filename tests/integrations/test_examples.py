@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.waiting import HANG_S
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -16,7 +18,7 @@ def _run(*args: str) -> str:
         [sys.executable, str(EXAMPLES / "custom_loop.py"), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_S,
         cwd=EXAMPLES.parent,
         env={**os.environ, "OMP_NUM_THREADS": "1"},  # a tiny MLP: threads only contend (2x slower on 2 cores)
     )

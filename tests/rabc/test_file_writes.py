@@ -16,6 +16,7 @@ import pytest
 from rabc import RABCWeights, read_progress, write_progress
 from rabc.cli import main
 from tests.conftest import progress_table
+from tests.waiting import read_line
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +71,7 @@ def test_a_killed_write_leaves_an_orphan_that_the_next_write_removes(tmp_path):
         def stall(table, where, **kwargs):
             open(where, "wb").write(b"PAR1 partial")
             print("writing", flush=True)
-            time.sleep(60)
+            time.sleep(600)
 
         w = RABCWeights.from_progress(progress_table([np.linspace(0, 1, 30)]), chunk_size=5)
         pq.write_table = stall
@@ -80,7 +81,7 @@ def test_a_killed_write_leaves_an_orphan_that_the_next_write_removes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=ROOT)
     try:
-        assert child.stdout.readline() == b"writing\n"
+        assert read_line(child, "`writing` line") == b"writing\n"
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -110,7 +111,7 @@ def test_a_failed_write_removes_its_temporary_file(tmp_path, monkeypatch):
 
 def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
     """Another process that is still writing the same path keeps its temporary file."""
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         from rabc.files import TMP_TAG, _host
 

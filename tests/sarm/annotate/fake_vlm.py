@@ -3,8 +3,10 @@
 The server reads the task text, the subtask names and the duration from the system prompt and answers
 by the task: "good" (names evenly over the duration, rounded to 0.1 s), "malformed" (not JSON),
 "disorder-then-good" (names reversed, then good), "beyond" (the last end 5 s past the video),
-"error500-then-good" (HTTP 500, then good in a ```json fence with prose), "timeout" (sleeps past the
-client's timeout), "slow" (good after 0.3 s). It records every request body.
+"error500-then-good" (HTTP 500, then good in a ```json fence with prose), "timeout" (answers only when
+the server stops: always past the client's timeout), "held" (good, but once `hold_after(n)` is called
+every request after the next n waits for `release()`: a test kills a client at a known point, not by a
+clock). It records every request body.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import contextlib
 import json
 import re
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
 from sarm.data.writer import LeRobotWriter
+from tests.waiting import HANG_S
 
 CAM = "observation.images.top"
 FPS = 10
@@ -52,6 +54,10 @@ class FakeVLM:
     def __init__(self):
         self.requests: list[dict] = []
         self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.released = threading.Event()
+        self.released.set()
+        self.passes: int | None = None  # "held" requests still let through before the hold
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,18 +109,36 @@ class FakeVLM:
         if task == "error500-then-good":
             return (500, "") if tries == 1 else (200, f"Here is the timeline.\n```json\n{ok}\n```\nDone.")
         if task == "timeout":
-            time.sleep(1.5)
+            self.stopped.wait(HANG_S)
             return 200, ok
-        if task == "slow":
-            time.sleep(0.3)
+        if task == "held":
+            with self.lock:
+                hold = self.passes is not None and self.passes <= 0
+                if self.passes is not None:
+                    self.passes -= 1
+            if hold:
+                self.released.wait(HANG_S)
             return 200, ok
         raise AssertionError(f"unknown test task {task!r}")
+
+    def hold_after(self, n: int) -> None:
+        """Let the next `n` "held" requests through; the ones after wait until `release()`."""
+        with self.lock:
+            self.passes = n
+            self.released.clear()
+
+    def release(self) -> None:
+        with self.lock:
+            self.passes = None
+            self.released.set()
 
     def __enter__(self):
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
+        self.stopped.set()
+        self.release()
         self.httpd.shutdown()
         self.httpd.server_close()
-        self.thread.join(timeout=10)
+        self.thread.join(HANG_S)

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from sarm.features.encoders import PixelEncoder, load_encoder
 from sarm.features.extract import extract_features
 from sarm.labels.negatives import NEGATIVE_TEXTS
 from tests.sarm.data.test_dataset import CAM, LENGTHS, TASKS, make_v21
+from tests.waiting import HOLD_UNTIL, wait_for_file
 
 pytest.importorskip("av")
 
@@ -102,18 +102,19 @@ def test_a_crash_leaves_whole_episodes_and_a_rerun_gives_identical_files(dataset
 
 
 _KILLED = """
-import sys, time
+import os, sys
 sys.path.insert(0, {root!r})
 from sarm.data import open_dataset
 from sarm.features.encoders import PixelEncoder
 from sarm.features.extract import extract_features
-
-class Slow(PixelEncoder):
+{hold}
+class Held(PixelEncoder):
     def _encode_images(self, images):
-        time.sleep(0.4)
+        if os.path.exists({marker!r}):  # episode 0 is written: wait here, inside episode 1, for the kill
+            hold_until({marker!r} + ".never")
         return super()._encode_images(images)
 
-extract_features(open_dataset({ds!r}), Slow(32, batch_size=4), {out!r}, progress=False)
+extract_features(open_dataset({ds!r}), Held(32, batch_size=4), {out!r}, progress=False)
 """
 
 
@@ -121,12 +122,10 @@ def test_kill_9_then_rerun_gives_identical_files(dataset, tmp_path):
     root = str(__import__("pathlib").Path(__file__).resolve().parents[3])
     extract_features(open_dataset(dataset), PixelEncoder(32, batch_size=4), tmp_path / "ref", progress=False)
     out = tmp_path / "run"
-    code = _KILLED.format(root=root, ds=str(dataset), out=str(out))
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
     marker = out / "episodes" / "episode_000000.images.npy"
-    deadline = time.time() + 120
-    while not marker.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    code = _KILLED.format(root=root, ds=str(dataset), out=str(out), marker=str(marker), hold=HOLD_UNTIL)
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    wait_for_file(marker, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert marker.exists(), "the child should have finished episode 0 before the kill"
