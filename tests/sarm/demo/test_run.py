@@ -36,8 +36,10 @@ def test_paper_rule():
     assert not paper_rule(np.linspace(0, 0.79, 30))  # never above 0.8
 
 
-@pytest.mark.slow(reason="runs `sarm demo --small` end to end (collect, label, train, score, two policies) and "
-    "the seed-spread benchmark on its files, as subprocesses: ~50 s idle on 2 cores")
+@pytest.mark.slow(
+    reason="`sarm demo --small` end to end (collect, label, train, score, two policies) and the "
+    "seed-spread benchmark on its files, as subprocesses: ~50 s idle on 2 cores"
+)
 def test_sarm_demo_small_runs_every_stage(tmp_path):
     pytest.importorskip("metaworld")
     out = tmp_path / "demo"
