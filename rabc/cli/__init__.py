@@ -6,6 +6,7 @@ rabc demo --out rabc_demo        # both, on a small progress file shipped with t
 rabc episodes sarm_progress.parquet --chunk-size 50 -o episodes.csv          # scores, worst first
 rabc curate sarm_progress.parquet --chunk-size 50 --drop worst:5 -o drop.json
 rabc weights sarm_progress.parquet --chunk-size 50 --drop-episodes drop.json -o rabc_weights.parquet
+rabc advantages sarm_progress.parquet --chunk-size 50 --gamma 0.99 -o advantages.parquet   # offline RL
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import re
 import sys
 
-from rabc.cli import episodes, weights
+from rabc.cli import advantages, episodes, weights
 from rabc.files import check_output_dir, check_output_file, refuse_overwrite
 
 # Python argument names in the library's messages -> the CLI flags a user of `rabc` types
@@ -66,6 +67,7 @@ def _check_paths(args) -> None:
         "diagnose": lambda: {"--plot": args.plot, "--json": args.json},
         "episodes": lambda: {"-o/--output": args.output, "--json": args.json},
         "curate": lambda: {"-o/--output": args.output},
+        "advantages": lambda: {"-o/--output": args.output},
     }[args.command]()
     refuse_overwrite({"PROGRESS": args.progress}, outputs)
     for flag, path in outputs.items():
@@ -80,4 +82,5 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     weights.add_parsers(sub)
     episodes.add_parsers(sub)
+    advantages.add_parsers(sub)
     return parser

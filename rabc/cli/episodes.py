@@ -55,7 +55,7 @@ def _scores(args):
             table,
             args.chunk_size,
             head=args.head,
-            tasks=_tasks(args.tasks) if args.tasks else None,
+            tasks=read_tasks(args.tasks) if args.tasks else None,
             stall_threshold=args.stall_threshold,
             success_final=args.success_final,
             success_last_third=args.success_last_third,
@@ -65,7 +65,8 @@ def _scores(args):
     return scores
 
 
-def _tasks(path: str) -> dict[int, str]:
+def read_tasks(path: str) -> dict[int, str]:
+    """`--tasks FILE`: a JSON object {episode_index: task}."""
     try:
         data = json.loads(Path(path).read_text())
         return {int(k): str(v) for k, v in data.items()}
