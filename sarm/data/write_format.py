@@ -1,14 +1,19 @@
 """What `sarm.data.writer` writes into a LeRobot v3.0 dataset: file paths, info.json's features,
-the Arrow types of the data columns, a per-frame column's checks, meta/tasks.parquet, file numbering."""
+the Arrow types of the data columns, a per-frame column's and an episode's annotations' checks,
+meta/tasks.parquet, file numbering and sizes."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from sarm.labels.annotations import HEADS, validate_spans
+from sarm.labels.schema import Span
 
 __all__ = [
     "DATA_PATH",
@@ -18,9 +23,11 @@ __all__ = [
     "SPAN_FIELDS",
     "arrow_array",
     "arrow_type",
+    "episode_spans",
     "frame_column",
     "info_features",
     "next_file",
+    "size_mb",
     "tasks_table",
 ]
 
@@ -105,6 +112,24 @@ def frame_column(name: str, x: Any, ft: Mapping[str, Any], length: int | None = 
     return x[:, 0] if width == 1 else x
 
 
+def episode_spans(annotations: Mapping[str, Any] | None, length: int, ep: int) -> dict[str, list[Span]]:
+    """{head: validated spans} of `add_episode`'s `annotations`, {head: (names, start_frames, end_frames)}."""
+    spans = {}
+    for head, value in (annotations or {}).items():
+        if head not in HEADS:
+            raise ValueError(f"annotation head should be one of {list(HEADS)}, but got {head!r}")
+        lists = (
+            isinstance(value, tuple | list) and len(value) == 3 and all(hasattr(v, "__len__") for v in value)
+        )
+        if not lists or len({len(v) for v in value}) != 1:
+            raise ValueError(
+                f"annotations[{head!r}] should be (names, start_frames, end_frames), three lists of one "
+                f"length, but got {value!r}"
+            )
+        spans[head] = validate_spans(list(zip(*value, strict=True)), length, episode=ep)
+    return spans
+
+
 def tasks_table(tasks: Mapping[str, int]) -> pa.Table:
     """meta/tasks.parquet as pandas writes it: `task` is the DataFrame index, which LeRobot finds tasks by."""
     columns = [
@@ -119,3 +144,8 @@ def tasks_table(tasks: Mapping[str, int]) -> pa.Table:
 
 def next_file(at: tuple[int, int], chunks_size: int = 1000) -> tuple[int, int]:
     return (at[0] + 1, 0) if at[1] == chunks_size - 1 else (at[0], at[1] + 1)
+
+
+def size_mb(path: Path) -> float:
+    """The file's size in MiB (0 for a file not yet written): when to close a data or video file."""
+    return path.stat().st_size / 2**20 if path.is_file() else 0.0

@@ -35,7 +35,6 @@ import contextlib
 import json
 import os
 from collections.abc import Mapping
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +50,16 @@ from sarm.data.write_format import (
     SPAN_FIELDS,
     arrow_array,
     arrow_type,
+    episode_spans,
     frame_column,
     info_features,
     next_file,
+    size_mb,
     tasks_table,
 )
-from sarm.labels.annotations import HEADS, validate_spans
+from sarm.data.write_video import VideoFiles
+from sarm.data.write_video import codec as _codec
+from sarm.labels.annotations import HEADS
 from sarm.labels.mistakes import coerce_outcome, validate_mistakes
 from sarm.labels.proportions import temporal_proportions
 from sarm.labels.records import COLUMN_TYPES, MISTAKE_COLUMNS, OUTCOME_COLUMN
@@ -126,7 +129,18 @@ class LeRobotWriter:
         self._frames = 0
         self._image_hist: dict[str, np.ndarray] = {}  # (3, 256) level counts of the sampled frames
         self._data: dict[str, Any] = {"at": (0, 0), "writer": None}  # (chunk, file) and the open writer
-        self._videos = {key: {"at": (0, 0), "container": None, "frames": 0} for key in self._cameras}
+        self._videos = {
+            key: VideoFiles(
+                self.root,
+                key,
+                size,
+                codec=self._codec,
+                options=self._options,
+                fps=self.fps,
+                limit_mb=video_file_mb,
+            )
+            for key, size in self._cameras.items()
+        }
         self._state = "open"  # "open", "failed" (files unfinished or inconsistent), "closed"
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -180,7 +194,7 @@ class LeRobotWriter:
         self._state = "failed"  # until the writes below are done: a half-written episode is unrecoverable
         row = {"episode_index": ep, "tasks": [task], "length": length, **self._write_data(table)}
         for key, frames in images.items():
-            row |= self._write_video(key, frames)
+            row |= self._videos[key].add(frames)
         row |= {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0, "stats": stats}
         for head, head_spans in spans.items():
             names, starts, ends = ([s[i] for s in head_spans] for i in range(3))
@@ -219,26 +233,12 @@ class LeRobotWriter:
                 )
         if not isinstance(task, str) or not task:
             raise ValueError(f"task should be a non-empty string, but got task={task!r}")
-        spans = {}
-        for head, value in (annotations or {}).items():
-            if head not in HEADS:
-                raise ValueError(f"annotation head should be one of {list(HEADS)}, but got {head!r}")
-            lists = (
-                isinstance(value, tuple | list)
-                and len(value) == 3
-                and all(hasattr(v, "__len__") for v in value)
-            )
-            if not lists or len({len(v) for v in value}) != 1:
-                raise ValueError(
-                    f"annotations[{head!r}] should be (names, start_frames, end_frames), three lists of one "
-                    f"length, but got {value!r}"
-                )
-            spans[head] = validate_spans(list(zip(*value, strict=True)), length, episode=ep)
+        spans = episode_spans(annotations, length, ep)
         return columns, images, spans
 
     def _write_data(self, table: pa.Table) -> dict[str, int]:
         d = self._data
-        if d["writer"] is not None and _mb(self._path(DATA_PATH, d["at"])) >= self._data_mb:
+        if d["writer"] is not None and size_mb(self._path(DATA_PATH, d["at"])) >= self._data_mb:
             d["writer"].close()
             d["writer"], d["at"] = None, next_file(d["at"])
         path = self._path(DATA_PATH, d["at"])
@@ -252,33 +252,6 @@ class LeRobotWriter:
             "data/file_index": file,
             "dataset_from_index": self._frames,
             "dataset_to_index": self._frames + table.num_rows,
-        }
-
-    def _write_video(self, key: str, frames: np.ndarray) -> dict[str, Any]:
-        import av
-
-        v, template = self._videos[key], V30_VIDEO.replace("{video_key}", key)
-        if v["container"] is not None and _mb(self._path(template, v["at"])) >= self._video_mb:
-            _finish(v)
-            v["at"], v["frames"] = next_file(v["at"]), 0
-        if v["container"] is None:
-            path = self._path(template, v["at"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            v["container"] = av.open(str(path), "w")
-            v["stream"] = v["container"].add_stream(self._codec, rate=self.fps, options=dict(self._options))
-            v["stream"].height, v["stream"].width = self._cameras[key]
-            v["stream"].pix_fmt = "yuv420p"
-        start, base = v["frames"], Fraction(1, self.fps)
-        for image in frames:  # pts counts frames in the file, so episode k starts at from_timestamp
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = v["frames"], base
-            v["container"].mux(v["stream"].encode(frame))
-            v["frames"] += 1
-        return {
-            f"videos/{key}/chunk_index": v["at"][0],
-            f"videos/{key}/file_index": v["at"][1],
-            f"videos/{key}/from_timestamp": start / self.fps,
-            f"videos/{key}/to_timestamp": v["frames"] / self.fps,
         }
 
     def _path(self, template: str, at: tuple[int, int]) -> Path:
@@ -344,9 +317,8 @@ class LeRobotWriter:
         if self._data["writer"] is not None:
             self._data["writer"].close()
             self._data["writer"] = None
-        for v in self._videos.values():
-            if v["container"] is not None:
-                _finish(v)
+        for videos in self._videos.values():
+            videos.finish()
 
     def __enter__(self) -> LeRobotWriter:
         return self
@@ -371,23 +343,6 @@ class LeRobotWriter:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _codec() -> tuple[str, dict[str, str], str]:
-    """(codec, default options, the name info.json records): libx264 where PyAV has it, else mpeg4."""
-    try:
-        import av
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("writing camera videos needs PyAV; install it with `pip install av`") from e
-    if "libx264" in av.codecs_available:
-        return "libx264", {"g": "2", "crf": "23"}, "h264"
-    return "mpeg4", {"g": "2", "qscale": "2"}, "mpeg4"
-
-
-def _finish(v: dict) -> None:
-    v["container"].mux(v["stream"].encode(None))  # flush the encoder's delayed frames
-    v["container"].close()
-    v["container"] = None
-
-
 def _same_keys(what: str, given: Mapping, declared: Mapping, where: str) -> None:
     missing, unknown = sorted(set(declared) - set(given)), sorted(set(given) - set(declared))
     if missing or unknown:
@@ -396,10 +351,6 @@ def _same_keys(what: str, given: Mapping, declared: Mapping, where: str) -> None
             f"{what} should have exactly the keys declared with {where} {sorted(declared)}, but "
             f"{' and '.join(problems)}"
         )
-
-
-def _mb(path: Path) -> float:
-    return path.stat().st_size / 2**20 if path.is_file() else 0.0
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -1,7 +1,8 @@
 """Labels for SARM: stage schemas and Formula-2 progress, temporal proportions, annotation readers.
 
-`schema` (`Span`, `StageSchema`, `TaskSchemas`: y = k + tau targets and progress, the stage `order`
-policy), `mistakes` (mistake spans, outcomes, their label policies), `records` (their files),
+`spans` (`Span`, checking an episode's spans, numbering repeats), `schema` (`StageSchema`,
+`TaskSchemas`: y = k + tau targets and progress, the stage `order` policy), `normalise` (Formula 2:
+y <-> progress), `mistakes` (mistake spans, outcomes, their label policies), `records` (their files),
 `proportions` (Eq. 1), `annotations` (LeRobot columns, BEHAVIOR-1K JSON, plain spans),
 `canonical` (raw skills -> a task's canonical stages: `StageMap`, ordinal stages) and `negatives`
 (language negatives). See docs/labels.md.

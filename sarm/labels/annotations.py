@@ -4,6 +4,7 @@ Every reader returns, per episode, a list of `Span(name, start, end)` with inclu
 frame indices sorted by start, or None for an unannotated episode. Validation (`validate_spans`)
 refuses reversed spans, spans outside the episode, unknown stage names and overlaps of more than one
 frame; one shared boundary frame (a skill ending at 619 and the next starting at 619) is allowed.
+`validate_spans` and `number_repeats` live in `sarm.labels.spans` and import from here too.
 
 Repeated skills become numbered stages (`number_repeats`): BEHAVIOR episodes repeat a skill name
 ("move to" the box, later "move to" the burner). Each occurrence after the first becomes its own
@@ -24,7 +25,6 @@ Readers:
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import warnings
@@ -35,8 +35,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sarm.labels.mistakes import check_frames
-from sarm.labels.schema import Span
+from sarm.labels.spans import Span, number_repeats, validate_spans
 
 __all__ = [
     "BehaviorEpisode",
@@ -49,64 +48,6 @@ __all__ = [
 
 HEADS = ("sparse", "dense")
 _FIELDS = ("names", "start_frames", "end_frames")
-
-
-def _where(episode) -> str:
-    return "" if episode is None else f" in episode {episode!r}"
-
-
-def validate_spans(spans, num_frames: int | None, names=None, episode=None) -> list[Span]:
-    """Coerce, sort (by start, then end) and check one episode's spans.
-
-    Args:
-        spans: `Span`s, (name, start, end) tuples or {"name", "start", "end"} dicts.
-        num_frames: frames in the episode (spans must lie in [0, num_frames - 1]); None skips that check.
-        names: the known stage names; None accepts any name.
-        episode: named in error messages.
-
-    Raises:
-        ValueError: naming the episode and the span, for a non-integer frame, a reversed span, a span
-            outside the episode, an unknown name, or two spans overlapping by more than one frame.
-    """
-    out = sorted((Span.coerce(s, episode) for s in spans), key=lambda s: (s.start, s.end))
-    known = None if names is None else list(names)
-    for s in out:
-        check_frames("span", s, num_frames, episode)
-        if known is not None and s.name not in known:
-            raise ValueError(
-                f"span {tuple(s)}{_where(episode)} names an unknown stage {s.name!r}; known stages: {known}"
-            )
-    for prev, nxt in itertools.pairwise(out):
-        if nxt.start < prev.end:
-            raise ValueError(
-                f"spans {tuple(prev)} and {tuple(nxt)}{_where(episode)} overlap by "
-                f"{prev.end - nxt.start + 1} frames; at most one shared boundary frame is allowed "
-                f"(start the second span at {prev.end} or later)"
-            )
-    return out
-
-
-def number_repeats(spans) -> list[Span]:
-    """Rename repeated stage names by occurrence: "move to", "move to #2", "move to #3" (sorted by start).
-
-    Raises ValueError when a generated name collides with a name already in the episode.
-    """
-    out = sorted((Span.coerce(s) for s in spans), key=lambda s: s.start)
-    originals = {s.name for s in out}
-    seen: dict[str, int] = {}
-    renamed = []
-    for s in out:
-        seen[s.name] = seen.get(s.name, 0) + 1
-        if seen[s.name] > 1:
-            name = f"{s.name} #{seen[s.name]}"
-            if name in originals:
-                raise ValueError(
-                    f"numbering the repeated stage {s.name!r} gives {name!r}, which the episode already "
-                    "uses; rename one of them"
-                )
-            s = Span(name, s.start, s.end)
-        renamed.append(s)
-    return renamed
 
 
 # ---------------------------------------------------------------------------------------------- LeRobot

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sarm.labels.annotations import number_repeats
-from sarm.labels.schema import Span, _spans
+from sarm.labels.spans import Span
+from sarm.labels.spans import sorted_spans as _spans
 
 __all__ = ["STAGE_MODES", "CanonicalSpans", "StageMap", "canonical_spans"]
 

@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from sarm.labels.schema import Span, StageSchema, _spans
+from sarm.labels.schema import StageSchema
+from sarm.labels.spans import Span
+from sarm.labels.spans import sorted_spans as _spans
 
 __all__ = ["METHODS", "schema_from_annotations", "temporal_proportions"]
 

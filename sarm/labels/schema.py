@@ -6,12 +6,9 @@ A frame f inside the span of stage k gets the compact target
     y = k + tau,    tau = (f - start) / (end - start)  in [0, 1]          (1.0 when end == start)
 
 which the model regresses. At inference y is mapped to normalised progress with the dataset prior
-(Formula 2): breakpoints P = [0, a_1, a_1 + a_2, ..., 1] from the temporal proportions a_k (Eq. 1,
-`sarm.labels.proportions.temporal_proportions`) and
-
-    progress(y) = P[k] + (y - k) * (P[k+1] - P[k]),   k = floor(y);   y < 0 -> 0;   y >= K -> 1,
-
-so a stage's start maps to P[k] and its end to P[k+1] whatever the stage's length in frames.
+(Formula 2, `sarm.labels.normalise`): breakpoints P = [0, a_1, a_1 + a_2, ..., 1] from the temporal
+proportions a_k (Eq. 1, `sarm.labels.proportions.temporal_proportions`), progress(y) = P[k] +
+(y - k) (P[k+1] - P[k]), so a stage's start maps to P[k] and its end to P[k+1] whatever its length.
 
 Edge rules, identical to LeRobot 0.6.1 (`find_stage_and_tau`); spans are sorted by start:
 - K == 1 (single stage): tau = clip(f / max(N - 1, 1), 0, 1), stage 0: linear progress; spans ignored.
@@ -52,10 +49,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from sarm.labels.mistakes import (
     FAILURE_POLICIES,
@@ -64,9 +59,13 @@ from sarm.labels.mistakes import (
     coerce_outcome,
     kept_frames,
     label_time_spans,
-    labelled_triple,
     validate_mistakes,
 )
+from sarm.labels.normalise import breakpoints as _breakpoints
+from sarm.labels.normalise import progress as _progress
+from sarm.labels.normalise import targets_from_progress as _targets_from_progress
+from sarm.labels.spans import Span
+from sarm.labels.spans import sorted_spans as _spans
 
 __all__ = ["ORDERS", "Span", "StageSchema", "TaskSchemas"]
 
@@ -76,31 +75,6 @@ LAST_TAU = 0.999  # LeRobot's tau after the last span and its cap on y at the en
 
 def _where(episode) -> str:
     return "" if episode is None else f" in episode {episode!r}"
-
-
-class Span(NamedTuple):
-    """One stage occurrence: inclusive frame indices inside one episode (0-based, episode-relative)."""
-
-    name: str
-    start: int
-    end: int
-
-    @classmethod
-    def coerce(cls, item, episode=None) -> Span:
-        """A `Span` from a Span, a (name, start, end) sequence or a {"name", "start", "end"} dict."""
-        name, start, end = labelled_triple(item, "span", "name", episode)
-        for key, value in (("start", start), ("end", end)):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise ValueError(
-                    f"span {item!r}{_where(episode)}: {key} frame should be an integer frame index, "
-                    f"but got {value!r}; convert timestamps to frames first (frame = int(seconds * fps))"
-                )
-        return cls(name, int(start), int(end))
-
-
-def _spans(spans, episode) -> list[Span]:
-    """Coerced spans, stably sorted by start."""
-    return sorted((Span.coerce(s, episode) for s in spans), key=lambda s: s.start)
 
 
 @dataclass(frozen=True)
@@ -137,19 +111,11 @@ class StageSchema:
             )
         if not all(math.isfinite(p) and p >= 0 for p in props):
             raise ValueError(f"proportions must be finite and >= 0, but got {list(props)} for {list(names)}")
-        total = sum(props)
-        if total <= 0:
+        if sum(props) <= 0:
             raise ValueError(f"proportions must have a positive sum, but got {list(props)}")
-        if abs(total - 1.0) > 1e-6:  # LeRobot: renormalise, sequential Python sum
-            props_n = [p / total for p in props]
-        else:
-            props_n = list(props)
-        breakpoints = np.concatenate([[0.0], np.cumsum(props_n, dtype=np.float64)])
-        breakpoints[-1] = 1.0
-        breakpoints.flags.writeable = False
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "proportions", props)
-        object.__setattr__(self, "_breakpoints", breakpoints)
+        object.__setattr__(self, "_breakpoints", _breakpoints(props))
 
     @classmethod
     def single(cls) -> StageSchema:
@@ -337,53 +303,14 @@ class StageSchema:
         )
 
     def progress(self, y):
-        """Formula-2 progress in [0, 1] of targets y; returns the input's type (array, float, tensor).
-
-        Mirrors LeRobot's `normalize_stage_tau` operation by operation, so float64 input reproduces
-        its values bit for bit (a float32 tensor computes in float32, as LeRobot's tensor path does).
-        NaN stays NaN. Tensors keep their device and gradient with respect to y.
-        """
-        k_all, bp = self.num_stages, self._breakpoints
-        if isinstance(y, torch.Tensor):
-            x = y if y.is_floating_point() else y.to(torch.get_default_dtype())
-            p_t = torch.tensor(bp[:-1].tolist(), dtype=x.dtype, device=x.device)
-            width = torch.tensor(np.diff(bp).tolist(), dtype=x.dtype, device=x.device)
-            inside = (x >= 0) & (x < k_all)
-            k = torch.where(inside, x, torch.zeros_like(x)).detach().floor().long()
-            out = p_t[k] + (x - k) * width[k]
-            out = torch.where(x >= k_all, torch.ones_like(out), out)
-            out = torch.where(x < 0, torch.zeros_like(out), out)
-            return out.clamp(0.0, 1.0)
-        x = np.asarray(y, dtype=np.float64)
-        inside = (x >= 0) & (x < k_all)
-        k = np.zeros(x.shape, np.int64)
-        k[inside] = x[inside]  # truncation == floor for x >= 0
-        out = bp[k] + (x - k) * (bp[k + 1] - bp[k])
-        out = np.where(x >= k_all, 1.0, np.where(x < 0, 0.0, out))
-        out = np.clip(out, 0.0, 1.0)
-        return float(out) if np.ndim(y) == 0 and not isinstance(y, np.ndarray) else out
+        """Formula-2 progress in [0, 1] of targets y, in the input's type (array, float, tensor); LeRobot's
+        `normalize_stage_tau` bit for bit, NaN stays NaN (`sarm.labels.normalise.progress`)."""
+        return _progress(self._breakpoints, y)
 
     def targets_from_progress(self, p):
-        """The inverse of `progress`: y with `progress(y) == p` (to ~1e-15), same type as p.
-
-        Finds k with P[k] <= p < P[k+1] (zero-width stages are skipped) and returns
-        y = k + (p - P[k]) / (P[k+1] - P[k]). p == 1 maps to y = K, the end of the last stage, which
-        `targets` never produces (it caps at K - 1 + 0.999) but which `progress` maps back to exactly 1.
-        NaN stays NaN; p outside [0, 1] is an error.
-        """
-        if isinstance(p, torch.Tensor):
-            y = self.targets_from_progress(p.detach().cpu().double().numpy())
-            return torch.as_tensor(y, device=p.device).to(p.dtype if p.is_floating_point() else torch.float64)
-        k_all, bp = self.num_stages, self._breakpoints
-        x = np.asarray(p, dtype=np.float64)
-        if np.any((x < 0) | (x > 1)):
-            bad = x[(x < 0) | (x > 1)].reshape(-1)[0]
-            raise ValueError(f"progress must lie in [0, 1], but got {bad}; clip it first")
-        k = np.minimum(np.searchsorted(bp, np.nan_to_num(x), side="right") - 1, k_all - 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = k + (x - bp[k]) / (bp[k + 1] - bp[k])
-        y = np.where(x >= 1.0, float(k_all), y)
-        return float(y) if np.ndim(p) == 0 and not isinstance(p, np.ndarray) else y
+        """The inverse of `progress`: y with `progress(y) == p` (to ~1e-15), same type as p; p == 1 maps
+        to y = K (`sarm.labels.normalise.targets_from_progress`)."""
+        return _targets_from_progress(self._breakpoints, p)
 
     def to_dict(self) -> dict:
         return {"names": list(self.names), "proportions": list(self.proportions)}

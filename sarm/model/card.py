@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from sarm.model.network import SARM
+from torch import nn
 
 __all__ = ["model_card"]
 
 
-def model_card(model: SARM) -> str:
+def model_card(model: nn.Module) -> str:
+    """The card of a model with a `config` (`SARMConfig`) and `num_parameters()`, as `SARM` has."""
     c = model.config
     lines = [
         "---",

@@ -19,17 +19,15 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from sarm.model.card import model_card as _card
 from sarm.model.config import SARMConfig
-
-if TYPE_CHECKING:
-    from sarm.model.network import SARM
 
 __all__ = [
     "HubMixin",
@@ -47,6 +45,8 @@ MODEL_TYPE = "sarm-rabc"
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# the model class: built from a SARMConfig, with a `config` (sarm.model.network.SARM, never imported here)
+M = TypeVar("M", bound=nn.Module)
 
 
 # ---- resolving a directory or a Hub repo --------------------------------------------------------------
@@ -149,7 +149,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         ) from error
 
 
-def _load_state(model: SARM, state: dict[str, torch.Tensor], source: Path, strict: bool) -> None:
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict: bool) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -178,7 +178,7 @@ def _load_state(model: SARM, state: dict[str, torch.Tensor], source: Path, stric
 
 
 # ---- this library's checkpoints ------------------------------------------------------------------------
-def save_pretrained(model: SARM, directory: str | Path, *, model_card: bool = True) -> Path:
+def save_pretrained(model: nn.Module, directory: str | Path, *, model_card: bool = True) -> Path:
     """Write config.json, model.safetensors and a model card; each file through a temp file + rename."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -211,7 +211,7 @@ def _atomic(path: Path, write) -> None:
 
 
 def load_pretrained(
-    model_class: type[SARM],
+    model_class: type[M],
     repo_or_dir: str | Path,
     *,
     revision: str | None = None,
@@ -220,7 +220,7 @@ def load_pretrained(
     token: str | None = None,
     strict: bool = True,
     map_location: str | torch.device = "cpu",
-) -> SARM:
+) -> M:
     """Load a model saved by `save_pretrained` from a directory or a Hub repo id (strict keys)."""
     root = _resolve(
         repo_or_dir, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
@@ -257,7 +257,7 @@ def read_config(directory: str | Path) -> SARMConfig:
 
 
 def push_to_hub(
-    model: SARM,
+    model: nn.Module,
     repo_id: str,
     *,
     private: bool | None = None,
@@ -325,7 +325,7 @@ def lerobot_config(raw: dict[str, Any]) -> SARMConfig:
 
 
 def load_lerobot(
-    model_class: type[SARM],
+    model_class: type[M],
     repo_or_dir: str | Path,
     *,
     revision: str | None = None,
@@ -333,7 +333,7 @@ def load_lerobot(
     local_files_only: bool = False,
     token: str | None = None,
     map_location: str | torch.device = "cpu",
-) -> SARM:
+) -> M:
     """Load a LeRobot SARM checkpoint (`"type": "sarm"`) with LeRobot-identical outputs.
 
     LeRobot's two sub-models keep their parameter names (`stage_model.*`; `subtask_model.*` becomes

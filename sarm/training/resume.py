@@ -10,17 +10,15 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from sarm.model.hub import read_config
 from sarm.model.network import SARM
+from sarm.training.config import TrainConfig
 from sarm.training.windows import WindowDataset
-
-if TYPE_CHECKING:
-    from sarm.training.loop import TrainConfig
 
 __all__ = ["check_run", "data_facts"]
 
