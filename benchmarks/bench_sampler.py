@@ -35,6 +35,7 @@ from rabc.sampler import RABCWeightedSampler
 
 _BLOCK = 1 << 22
 _LOCK = "/tmp/heavy.lock"
+BATCH = 64  # batch size of the `sampler.batches()` path
 
 
 def make_weights(n: int, path: str | None = None, seed: int = 0) -> np.ndarray:
@@ -149,6 +150,12 @@ def run_child(n: int, args) -> dict:
             first, rate = _iterate(sampler, draws)
             res["ours"].append({"construct_s": build, "first_s": first, "draws_per_s": rate})
             print(n, res["ours"][-1], file=sys.stderr, flush=True)
+        res["batches"] = []
+        for rep in range(args.repeats if hasattr(sampler, "batches") else 0):
+            batched = RABCWeightedSampler(w, seed=rep).batches(BATCH)
+            t0 = time.perf_counter()
+            collections.deque(itertools.islice(iter(batched), draws // BATCH), maxlen=0)
+            res["batches"].append({"draws_per_s": draws // BATCH * BATCH / (time.perf_counter() - t0)})
         res["chunk_draws_per_s"] = _chunk_rate(sampler)
         res["sampler_bytes_per_frame"] = sampler.nbytes / n
         res["weights_bytes_per_frame"] = w.nbytes / n
@@ -156,7 +163,7 @@ def run_child(n: int, args) -> dict:
         if args.alternatives and extras:
             res["alternatives"] = _alternatives(sampler._cdf, sampler._total)
         del sampler
-        if args.compare and n < 1 << 24 and not path:
+        if args.compare and n <= 1 << 24 and not path:  # torch.multinomial's limit: 2^24 categories
             wt = torch.from_numpy(w)
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
@@ -220,6 +227,11 @@ def report(results: list[dict], argv: str, repeats: int, title: str) -> str:
             f"{r['weights_bytes_per_frame']:.2f}{' on disk' if r['memmap'] else ''} "
             f"| {r['peak_rss_gib']:.2f} GiB ({r['rss_anon_gib']:.2f} GiB) |"
         )
+        if r.get("batches"):
+            lines.append(
+                f"| {r['n']:.3g} | RABCWeightedSampler.batches({BATCH}) | | "
+                f"| {_med(r['batches'], 'draws_per_s'):.3g} (indices in batches) | | | |"
+            )
         if r["torch"]:
             t = r["torch"]
             lines.append(

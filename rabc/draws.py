@@ -1,4 +1,5 @@
-"""Vectorised kernels behind `RABCWeightedSampler`: weight validation + CDF, sorted-key search, thinning.
+"""Vectorised kernels behind `RABCWeightedSampler`: the weights as an array, their validation + CDF,
+sorted-key search, thinning.
 
 Each works on whole numpy blocks so that no per-frame Python object is ever built, and none needs an
 N-sized temporary beyond the arrays it returns.
@@ -7,8 +8,9 @@ N-sized temporary beyond the arrays it returns.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-__all__ = ["scan_weights", "search_sorted_keys", "thin_and_shuffle"]
+__all__ = ["as_weight_array", "scan_weights", "search_sorted_keys", "thin_and_shuffle"]
 
 BLOCK = 1 << 16  # frames per block when validating weights / building the CDF / thinning
 THINNING_STREAM = (1 << 64) - 1  # SeedSequence word of the no-duplicates mode (no chunk reaches it)
@@ -97,3 +99,41 @@ def thin_and_shuffle(weights: np.ndarray, max_weight: float, seed: int, epoch: i
     kept.resize(count, refcheck=False)  # shrink in place (realloc), no second copy
     rng.shuffle(kept)
     return kept
+
+
+def as_weight_array(weights) -> np.ndarray:
+    """The caller's weights as a 1-D numpy array, without copying a numpy or CPU float tensor."""
+    if hasattr(weights, "weights") and hasattr(weights, "index"):
+        index, owner = np.asarray(weights.index), type(weights).__name__
+        weights = np.asarray(weights.weights)
+        n = weights.shape[0] if weights.ndim else 0
+        if index.shape != (n,) or (n > 0 and (index[0] != 0 or index[-1] != n - 1)):
+            span = f"{index[0]}..{index[-1]}" if index.size else "empty"
+            raise ValueError(
+                f"{owner}.index is not 0..{n - 1} (it has {index.size} rows, {span}), but the sampler yields "
+                f"dataset positions 0..N-1; pass weights aligned with your dataset instead, e.g. "
+                f"RABCWeightedSampler(w.for_indices(dataset_global_indices))"
+            )
+    elif isinstance(weights, torch.Tensor):
+        weights = weights.detach().cpu()
+        if weights.dtype in (torch.float16, torch.bfloat16):
+            weights = weights.float()
+        weights = weights.numpy()
+    elif not isinstance(weights, np.ndarray):
+        try:
+            weights = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"weights should be a 1-D array or sequence of non-negative floats, but got "
+                f"{type(weights).__name__} ({err})"
+            ) from None
+    if weights.dtype.kind not in "biuf":
+        raise TypeError(f"weights should have a real (float or integer) dtype, but got dtype={weights.dtype}")
+    if weights.ndim != 1:
+        raise ValueError(
+            f"weights should be a 1-D array with one weight per dataset position, but got shape "
+            f"{weights.shape}; flatten it or select one weight per frame"
+        )
+    if weights.shape[0] == 0:
+        raise ValueError("weights is empty; the sampler needs one weight per dataset position")
+    return weights

@@ -15,6 +15,7 @@ rank sharding without communication.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import operator
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,9 +25,9 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from rabc.draws import scan_weights, search_sorted_keys, thin_and_shuffle
+from rabc.draws import as_weight_array, scan_weights, search_sorted_keys, thin_and_shuffle
 
-__all__ = ["RABCWeightedSampler"]
+__all__ = ["RABCBatchSampler", "RABCWeightedSampler"]
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class RABCWeightedSampler(Sampler[int]):
         if isinstance(rank, bool) or not isinstance(rank, int | np.integer) or not 0 <= rank < num_replicas:
             raise ValueError(f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]")
 
-        w = _as_weight_array(weights)
+        w = as_weight_array(weights)
         self.num_frames = int(w.shape[0])
         self.replacement = replacement
         self.seed = int(seed)
@@ -212,8 +213,16 @@ class RABCWeightedSampler(Sampler[int]):
         self._resume = False
         self._cursor_end, self._cursor_it = start, iter(())
         if self.replacement:
-            return self._iter_draws(self.epoch, start)
-        return self._iter_kept(self._kept_frames(), start)
+            pieces = self._draw_pieces(self.epoch, start)
+        else:
+            pieces = self._kept_pieces(self._kept_frames(), start)
+        # one C list iterator per piece, chained in C: no Python frame per yielded int
+        return itertools.chain.from_iterable(self._track(pieces))
+
+    def batches(self, batch_size: int, drop_last: bool = False) -> RABCBatchSampler:
+        """This sampler's stream cut into lists of `batch_size` positions, for
+        `DataLoader(dataset, batch_sampler=sampler.batches(64))` (resumable at batch granularity)."""
+        return RABCBatchSampler(self, batch_size, drop_last)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's order; a pending resume survives only if `epoch` is the saved one."""
@@ -289,21 +298,20 @@ class RABCWeightedSampler(Sampler[int]):
     def _position(self) -> int:
         return self._cursor_end - operator.length_hint(self._cursor_it)
 
-    def _iter_draws(self, epoch: int, start: int) -> Iterator[int]:
+    def _track(self, pieces: Iterator[list[int]]) -> Iterator[Iterator[int]]:
+        """Hand out each piece's list iterator; the cursor (the one being consumed, and where it ends)
+        makes `position` exact at every int, since `chain` asks for the next piece only at the end."""
+        for items in pieces:
+            self._cursor_end, self._cursor_it = self._cursor_end + len(items), iter(items)
+            yield self._cursor_it
+
+    def _draw_pieces(self, epoch: int, start: int) -> Iterator[list[int]]:
         size = self.chunk_size
         begin, end = self.rank * self._per_rank + start, (self.rank + 1) * self._per_rank  # global stream
         while begin < end:
             chunk, offset = divmod(begin, size)
-            draws = self._draw_chunk(epoch, chunk)[offset : min(size, end - chunk * size)]
-            yield from self._yield_ints(draws)
+            yield from _pieces(self._draw_chunk(epoch, chunk)[offset : min(size, end - chunk * size)])
             begin = (chunk + 1) * size
-
-    def _yield_ints(self, positions: np.ndarray) -> Iterator[int]:
-        """Yield Python ints piece by piece; the cursor (list iterator) makes `position` exact."""
-        for lo in range(0, positions.shape[0], _PIECE):
-            items = positions[lo : lo + _PIECE].tolist()
-            self._cursor_end, self._cursor_it = self._cursor_end + len(items), iter(items)
-            yield from self._cursor_it
 
     def _draw_chunk(self, epoch: int, chunk: int) -> np.ndarray:
         """Draws `chunk * chunk_size ...` of the epoch's global stream: int64 (chunk_size,)."""
@@ -317,9 +325,9 @@ class RABCWeightedSampler(Sampler[int]):
         rng.shuffle(positions)
         return positions
 
-    def _iter_kept(self, kept: np.ndarray, start: int) -> Iterator[int]:
+    def _kept_pieces(self, kept: np.ndarray, start: int) -> Iterator[list[int]]:
         per_rank = len(kept) // self.num_replicas
-        yield from self._yield_ints(kept[self.rank * per_rank + start : (self.rank + 1) * per_rank])
+        return _pieces(kept[self.rank * per_rank + start : (self.rank + 1) * per_rank])
 
     def _kept_frames(self) -> np.ndarray:
         """This epoch's shuffled kept positions (no-duplicates mode), built once per (seed, epoch)."""
@@ -331,39 +339,46 @@ class RABCWeightedSampler(Sampler[int]):
         return self._kept
 
 
-def _as_weight_array(weights) -> np.ndarray:
-    """The caller's weights as a 1-D numpy array, without copying a numpy or CPU float tensor."""
-    if hasattr(weights, "weights") and hasattr(weights, "index"):
-        index, owner = np.asarray(weights.index), type(weights).__name__
-        weights = np.asarray(weights.weights)
-        n = weights.shape[0] if weights.ndim else 0
-        if index.shape != (n,) or (n > 0 and (index[0] != 0 or index[-1] != n - 1)):
-            span = f"{index[0]}..{index[-1]}" if index.size else "empty"
+def _pieces(positions: np.ndarray) -> Iterator[list[int]]:
+    """`positions` as lists of Python ints, `_PIECE` at a time (one `tolist` call each)."""
+    for lo in range(0, positions.shape[0], _PIECE):
+        yield positions[lo : lo + _PIECE].tolist()
+
+
+class RABCBatchSampler(Sampler[list[int]]):
+    """Lists of `batch_size` consecutive positions of a `RABCWeightedSampler`'s stream (the same order),
+    for `DataLoader(batch_sampler=...)`; make it with `sampler.batches(batch_size)`.
+
+    `set_epoch`, `state_dict` and `load_state_dict` are the sampler's own: the position counts the
+    indices of the batches handed out, so a resume continues at the next batch. With `drop_last`
+    a last batch shorter than `batch_size` is left out.
+    """
+
+    def __init__(self, sampler: RABCWeightedSampler, batch_size: int, drop_last: bool = False) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size <= 0:
             raise ValueError(
-                f"{owner}.index is not 0..{n - 1} (it has {index.size} rows, {span}), but the sampler yields "
-                f"dataset positions 0..N-1; pass weights aligned with your dataset instead, e.g. "
-                f"RABCWeightedSampler(w.for_indices(dataset_global_indices))"
+                f"batch_size should be a positive integer value, but got batch_size={batch_size!r}"
             )
-    elif isinstance(weights, torch.Tensor):
-        weights = weights.detach().cpu()
-        if weights.dtype in (torch.float16, torch.bfloat16):
-            weights = weights.float()
-        weights = weights.numpy()
-    elif not isinstance(weights, np.ndarray):
-        try:
-            weights = np.asarray(weights, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise TypeError(
-                f"weights should be a 1-D array or sequence of non-negative floats, but got "
-                f"{type(weights).__name__} ({err})"
-            ) from None
-    if weights.dtype.kind not in "biuf":
-        raise TypeError(f"weights should have a real (float or integer) dtype, but got dtype={weights.dtype}")
-    if weights.ndim != 1:
-        raise ValueError(
-            f"weights should be a 1-D array with one weight per dataset position, but got shape "
-            f"{weights.shape}; flatten it or select one weight per frame"
-        )
-    if weights.shape[0] == 0:
-        raise ValueError("weights is empty; the sampler needs one weight per dataset position")
-    return weights
+        if not isinstance(drop_last, bool):
+            raise ValueError(f"drop_last should be a boolean value, but got drop_last={drop_last!r}")
+        self.sampler, self.batch_size, self.drop_last = sampler, int(batch_size), drop_last
+
+    def __iter__(self) -> Iterator[list[int]]:
+        stream, size = iter(self.sampler), self.batch_size
+        while batch := list(itertools.islice(stream, size)):
+            if len(batch) < size and self.drop_last:
+                return
+            yield batch
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
