@@ -46,13 +46,16 @@ def check_task(task: str, out: Path, results: Path) -> dict:
     committed = json.loads((results / task / "results.json").read_text())
     budget = Budget()
     out.mkdir(parents=True, exist_ok=True)
+    before = out / "length_check.json"  # a rerun keeps the wall times of the stages it reuses
+    was_s = json.loads(before.read_text())["wall_s"] if before.exists() else {}
+    fresh = not (out / "dataset.recorded.json").exists()
     start = time.perf_counter()
     total = budget.train_episodes + budget.held_out_episodes
     episodes, rendered = _recorded(out, "dataset", task, list(range(total)), DEFAULT_PROTOCOL)
     cache = extract_features(
         open_dataset(out / "dataset"), load_encoder("pixels"), out / "features", progress=False
     )
-    wall = {"data_s": time.perf_counter() - start}
+    wall = {"data_s": time.perf_counter() - start if fresh else was_s.get("data_s")}
     held = list(range(budget.train_episodes, total))
     bounds = np.cumsum([0] + [len(ep.states) for ep in episodes])
     lengths = np.diff(bounds)[held]
@@ -66,11 +69,14 @@ def check_task(task: str, out: Path, results: Path) -> dict:
     for name in MODELS:
         t0 = time.perf_counter()
         path = out / f"progress_{name}.parquet"
-        if not path.exists():
+        key = f"reward_model_{name}_s"
+        if path.exists():
+            wall[key] = was_s.get(key)
+        else:
             train_reward_model(
                 out, name, specs[name], cache, list(range(budget.train_episodes)), budget.sarm_steps
             )
-        wall[f"reward_model_{name}_s"] = time.perf_counter() - t0
+            wall[key] = time.perf_counter() - t0
         from rabc.metrics import auroc_length, auroc_length_controlled  # after the slow part
 
         predicted = progress_by_episode(path, bounds)
@@ -85,6 +91,7 @@ def check_task(task: str, out: Path, results: Path) -> dict:
             "auroc_length_controlled": _none(auroc_length_controlled(final, lengths, success)),
             "voc": metrics["voc"],
             "demo_mse_clean": metrics["demo_mse_clean"],
+            "demo_mse_clean_committed": committed["reward_models"][name]["held_out"]["demo_mse_clean"],
         }
         print(f"{task} {name}: {row['models'][name]}", flush=True)
     row["held_out"] = {
@@ -116,15 +123,17 @@ def write_report(rows: list[dict], results: Path) -> Path:
         "`auroc`), length is episode length alone (shorter = success), controlled is the AUROC within",
         "length-matched strata (docs/curation.md). n/a: no stratum holds both a success and a failure.",
         "",
-        "| task | model | AUROC (committed) | reproduced | AUROC of length | length-controlled |",
-        "|---|---|---|---|---|---|",
+        "| task | model | AUROC (committed) | reproduced | AUROC of length | length-controlled "
+        "| demo MSE (committed) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         for name, m in row["models"].items():
             lines.append(
                 f"| {row['task']} | {name} | {_fmt(m['auroc'])} ({_fmt(m['auroc_committed'])}) | "
                 f"{'yes' if m['reproduced'] else 'NO'} | {_fmt(m['auroc_length'])} | "
-                f"{_fmt(m['auroc_length_controlled'])} |"
+                f"{_fmt(m['auroc_length_controlled'])} | {m['demo_mse_clean']:.4f} "
+                f"({m['demo_mse_clean_committed']:.4f}) |"
             )
     lines += [
         "",
@@ -137,6 +146,10 @@ def write_report(rows: list[dict], results: Path) -> Path:
             f"| {row['task']} | {h['failures']} of {h['episodes']} | {min(h['success_frames'])}-"
             f"{max(h['success_frames'])} | {', '.join(map(str, sorted(set(h['failure_frames']))))} |"
         )
+    lines += ["", "Wall seconds per stage:", ""]
+    for row in rows:
+        note = f" ({row['wall_s_note']})" if row.get("wall_s_note") else ""
+        lines.append(f"- {row['task']}: {json.dumps(row['wall_s'])}{note}")
     md = results / "length_check.md"
     md.write_text("\n".join(lines) + "\n")
     (results / "length_check.json").write_text(json.dumps({r["task"]: r for r in rows}, indent=1))
