@@ -6,6 +6,10 @@
 Columns (NaN progress frames are left out of every per-episode value):
 
     num_frames            rows of the episode in the file
+    length_percentile     where num_frames falls among all episodes of the file (every task): 0 the
+                          shortest, 100 the longest; equal lengths share their mean rank, so
+                          100 * (shorter + (equal - 1) / 2) / (episodes - 1), and 50 for a lone
+                          episode. Long episodes often are the failed ones: read scores beside it
     final_progress        progress at the last known frame
     max_progress          highest progress reached
     max_drop              largest fall below the running maximum (a regression: 0 for a monotone episode)
@@ -43,6 +47,7 @@ COLUMNS = (
     "episode_index",
     "task",
     "num_frames",
+    "length_percentile",
     "final_progress",
     "max_progress",
     "max_drop",
@@ -157,6 +162,7 @@ def score_episodes(
         episode_index=episodes.astype(np.int64),
         task=task,
         num_frames=n.astype(np.int64),
+        length_percentile=_length_percentile(n),
         final_progress=final,
         max_progress=max_progress,
         max_drop=max_drop,
@@ -168,6 +174,15 @@ def score_episodes(
         rank=rank,
         percentile=percentile,
     )
+
+
+def _length_percentile(lengths: np.ndarray) -> np.ndarray:
+    """100 * (episodes shorter + (episodes as long - 1) / 2) / (episodes - 1): mean ranks, 0 to 100."""
+    if len(lengths) < 2:
+        return np.full(len(lengths), 50.0)
+    _, inverse, counts = np.unique(lengths, return_inverse=True, return_counts=True)
+    shorter = np.cumsum(counts) - counts
+    return 100.0 * (shorter + (counts - 1) / 2.0)[inverse.reshape(-1)] / (len(lengths) - 1)
 
 
 def _rank_within(score: np.ndarray, task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

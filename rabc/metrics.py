@@ -6,6 +6,8 @@ per-row values and the runs' `starts` (first row of each episode) and reduces wi
 
     voc               value-order correlation: per-episode Spearman between progress and time (GVL)
     auroc             P(score of a random positive > score of a random negative), ties count 1/2
+    auroc_length      AUROC of episode length alone, shorter = positive (success)
+    auroc_length_controlled   AUROC counted only between episodes of matched length (length strata)
     paper_rule        the SARM paper's success rule: final > 0.8 and last-third mean > 0.6
     grouped_pearson / grouped_spearman   correlation of two per-row values inside each group of rows
 """
@@ -14,7 +16,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auroc", "demo_mse", "grouped_pearson", "grouped_spearman", "paper_rule", "voc"]
+__all__ = [
+    "auroc",
+    "auroc_length",
+    "auroc_length_controlled",
+    "demo_mse",
+    "grouped_pearson",
+    "grouped_spearman",
+    "length_strata",
+    "paper_rule",
+    "voc",
+]
 
 
 def _finite_runs(values: np.ndarray, starts: np.ndarray, ends: np.ndarray):
@@ -112,6 +124,89 @@ def auroc(scores, positive) -> float:
     ranks[order] = np.repeat(start + (length + 1) / 2.0, length)  # 1-based average ranks
     u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+def auroc_length(lengths, positive) -> float:
+    """AUROC of episode length alone, oriented as `auroc` of final progress is: 1.0 when every
+    positive (successful) episode is shorter than every negative one, 0.5 when length says nothing,
+    below 0.5 when the successes are the longer ones (then 1 - value is how well length separates
+    them the other way). It is `auroc(-lengths, positive)`: the baseline a progress score must beat,
+    since mistakes, retries and time-outs make failed demonstrations long."""
+    return auroc(-np.asarray(lengths, np.float64), positive)
+
+
+def length_strata(lengths, *, stratum_size: int | None = None, max_ratio: float = 1.1) -> np.ndarray:
+    """Stratum of each episode (int64, 0, 1, ... in order of length) for `auroc_length_controlled`.
+
+    Episodes sorted by length are cut into runs of neighbours: a stratum is closed before the next
+    length once it holds `stratum_size` episodes, or when that length is more than `max_ratio` times
+    the stratum's shortest (10%: 200 and 220 frames match, 140 and 220 do not). Equal lengths always
+    share a stratum. The default `stratum_size` is ceil(n^(1/3)) for n episodes (3 for 25, 13 for
+    2,000): the leak from lengths left unmatched inside a stratum grows with its width (~ size / n)
+    while the noise grows with fewer pairs (~ 1 / (n size)); their sum is smallest for a size
+    ~ n^(1/3), the rate of histogram bin widths. The constant is 1, on the small side, because the
+    leak is what this number exists to remove.
+    """
+    lengths = np.asarray(lengths, np.float64)
+    if stratum_size is not None and not (isinstance(stratum_size, int | np.integer) and stratum_size > 0):
+        raise ValueError(
+            f"stratum_size should be a positive integer value, but got stratum_size={stratum_size!r}"
+        )
+    if not max_ratio >= 1:
+        raise ValueError(f"max_ratio should be >= 1, but got max_ratio={max_ratio!r}")
+    size = stratum_size or max(1, int(np.ceil(len(lengths) ** (1 / 3) - 1e-9)))
+    values, inverse, counts = np.unique(lengths, return_inverse=True, return_counts=True)
+    stratum_of_value = np.empty(len(values), np.int64)
+    stratum, shortest, held = -1, np.inf, size  # one pass over the distinct lengths
+    for i, (value, count) in enumerate(zip(values.tolist(), counts.tolist(), strict=True)):
+        if held >= size or value > max_ratio * shortest:
+            stratum, shortest, held = stratum + 1, value, 0
+        stratum_of_value[i] = stratum
+        held += count
+    return stratum_of_value[inverse.reshape(-1)]
+
+
+def auroc_length_controlled(
+    scores, lengths, positive, *, stratum_size: int | None = None, max_ratio: float = 1.1
+) -> float:
+    """AUROC of `scores` counting only pairs of a positive and a negative episode of matched length.
+
+    Episodes are cut into length strata (`length_strata`, after leaving out NaN scores); inside each
+    stratum every (positive, negative) pair is compared as in `auroc` (higher score wins, ties count
+    1/2) and the pairs of all strata are pooled: sum of wins / number of within-stratum pairs. A score
+    that is only a function of length gets ~0.5 (exactly 0.5 where matched lengths are equal); a
+    score that separates the outcomes among episodes of the same length keeps its AUROC. NaN when no
+    stratum holds both a positive and a negative episode: the outcomes are then told apart by length
+    alone, and whether a score adds anything cannot be measured on these episodes.
+
+    Stratifying was chosen over the residual of final progress after a regression on length: a
+    residual needs a model of how progress depends on length (a line leaves curvature that leaks
+    length back in), and where length alone separates the outcomes it still returns a number,
+    extrapolated; strata return NaN there, which is the honest answer.
+    """
+    scores, positive = np.asarray(scores, np.float64), np.asarray(positive, bool)
+    lengths = np.asarray(lengths, np.float64)
+    if not scores.shape == lengths.shape == positive.shape:
+        raise ValueError(
+            f"scores, lengths and positive should have one value per episode, but got shapes "
+            f"{scores.shape}, {lengths.shape} and {positive.shape}"
+        )
+    keep = ~np.isnan(scores)
+    scores, lengths, positive = scores[keep], lengths[keep], positive[keep]
+    stratum = length_strata(lengths, stratum_size=stratum_size, max_ratio=max_ratio)
+    k = int(stratum.max()) + 1 if stratum.size else 0
+    n_pos = np.bincount(stratum, positive, minlength=k)
+    n_neg = np.bincount(stratum, ~positive, minlength=k)
+    pairs = n_pos * n_neg
+    if not pairs.sum():
+        return float("nan")
+    order = np.argsort(stratum, kind="stable")  # strata contiguous for the within-stratum ranks
+    s, g = scores[order], stratum[order]
+    starts = np.searchsorted(g, np.arange(k))
+    ranks = _group_ranks(s, g, starts) + 1.0  # 1-based average ranks within the stratum
+    rank_sum = np.bincount(g, np.where(positive[order], ranks, 0.0), minlength=k)
+    u = rank_sum - n_pos * (n_pos + 1) / 2.0  # Mann-Whitney U of each stratum
+    return float(u[pairs > 0].sum() / pairs.sum())
 
 
 def paper_rule(

@@ -35,12 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-REWARD_MODELS = {  # name -> (annotated stages?, rewind probability)
-    "sarm": (True, 0.8),
-    "linear_time": (False, 0.0),
-    "rewind_single": (False, 0.8),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
@@ -61,25 +55,6 @@ def _cpu_seconds() -> float:
 
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def _reward_metrics(predicted, episodes, ids) -> dict:
-    from sarm.demo.metrics import auroc, demo_mse, paper_rule, success_scores, voc
-
-    clean = [i for i in ids if episodes[i].mistake is None and episodes[i].success]
-    labels = np.array([episodes[i].success for i in ids])
-    return {
-        "voc": voc([predicted[i] for i in clean]) if clean else float("nan"),
-        "demo_mse_clean": demo_mse(
-            [predicted[i] for i in clean], [episodes[i].progress for i in clean], every=10
-        )
-        if clean
-        else float("nan"),
-        "auroc_success": auroc(success_scores([predicted[i] for i in ids]), labels),
-        "paper_rule_accuracy": float(np.mean([paper_rule(predicted[i]) == episodes[i].success for i in ids])),
-        "episodes": len(ids),
-        "successes": int(labels.sum()),
-    }
 
 
 def _recorded(out: Path, name: str, task: str, ids: list[int], protocol, policy=None, goal_seed: int = 0):
@@ -107,21 +82,6 @@ def _recorded(out: Path, name: str, task: str, ids: list[int], protocol, policy=
     episodes, rendered = record_dataset(out / name, task, ids, protocol, policy=policy, goal_seed=goal_seed)
     marker.write_text(json.dumps({"rendered": rendered, "protocol": recorded_under}))
     return episodes, rendered
-
-
-def _reward_model_specs(plan) -> dict[str, dict]:
-    """name -> how to train it: annotated stages?, rewind probability, label policies (v2)."""
-    if plan.version == 1:
-        return {name: {"staged": st, "rewind": rw} for name, (st, rw) in REWARD_MODELS.items()}
-    from sarm.demo.protocol import LABEL_POLICIES, sarm_model_name
-
-    specs = {
-        sarm_model_name(m, f): {"staged": True, "rewind": 0.8, "mistakes": m, "failures": f}
-        for m, f in LABEL_POLICIES
-    }
-    specs["linear_time"] = {"staged": False, "rewind": 0.0}
-    specs["rewind_single"] = {"staged": False, "rewind": 0.8}
-    return {name: specs[name] for name in plan.reward_models}
 
 
 def _best_sarm(reward: dict, plan) -> str:
@@ -169,11 +129,11 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1, worker
     and policy runs from the other end of the list (claim files say who does what) and leaves the
     rollouts and results.json to worker 0. Every unit is seeded, so who runs it does not change it."""
     import torch
+    from reward_models import reward_metrics, reward_model_specs, train_reward_model  # beside run.py
     from workers import POLL_S, shared  # benchmarks/metaworld/workers.py: a helper may share the task
 
     from rabc import ProgressTable, RABCWeights, write_progress
     from sarm.data import open_dataset
-    from sarm.demo.config import REWARD_MODEL_SIZE, reward_model_config
     from sarm.demo.policy import EVAL_GOAL_SEED, evaluate, train_policy
     from sarm.demo.protocol import DEFAULT_EVALUATION, EVALUATION_V2
     from sarm.demo.protocol import DEFAULT_PROTOCOL as protocol
@@ -181,9 +141,6 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1, worker
     from sarm.features.encoders import load_encoder
     from sarm.features.extract import extract_features
     from sarm.inference.progress import compute_progress
-    from sarm.labels.annotations import read_lerobot_annotations
-    from sarm.labels.records import read_mistakes, read_outcomes
-    from sarm.training.from_cache import train_from_cache
 
     plan = EVALUATION_V2 if plan_version == 2 else DEFAULT_EVALUATION
     torch.set_num_threads(1)
@@ -202,35 +159,14 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1, worker
     timings["data_s"] = time.perf_counter() - start
     cpu["data_s"] = _cpu_seconds() - cpu_start
 
-    spans = read_lerobot_annotations(out / "dataset", head="sparse")
-    mistakes = {e: m for e, m in read_mistakes(out / "dataset").items() if e in set(train_ids)}
-    outcomes = {e: o for e, o in read_outcomes(out / "dataset").items() if e in set(train_ids)}
     models, reward, predicted = {}, {}, {}
-    specs = _reward_model_specs(plan)
+    specs = reward_model_specs(plan)
     order = list(specs)[::-1] if worker else list(specs)
     for name, mine in shared(order, lambda n: (out / f"rm_{n}.done", out / f"rm_{n}.claim")):
-        spec = specs[name]
         t0, c0 = time.perf_counter(), _cpu_seconds()
-        staged = spec["staged"]
-        annotations = {"sparse": {e: s for e, s in spans.items() if e in set(train_ids)}} if staged else {}
-        config = reward_model_config(budget.sarm_steps, rewind_probability=spec["rewind"])
-        labels = {}
-        if "mistakes" in spec:  # v2: the protocol's record of injected mistakes, the success flags
-            labels = dict(mistakes=spec["mistakes"], failures=spec["failures"])
-            labels |= dict(mistake_spans=mistakes, outcomes=outcomes)
-        model, _, _ = train_from_cache(  # held-out episodes never train any reward model
-            cache,
-            out / f"rm_{name}",
-            episodes=train_ids,
-            annotations=annotations,
-            config=config,
-            model_overrides=REWARD_MODEL_SIZE,
-            progress=False,
-            **labels,
-        )
-        path = compute_progress(model.eval(), cache, out / f"progress_{name}.parquet", progress=False)
+        model, path = train_reward_model(out, name, specs[name], cache, train_ids, budget.sarm_steps)
         models[name], predicted[name] = model, progress_by_episode(path, bounds)
-        reward[name] = {"held_out": _reward_metrics(predicted[name], episodes, held)}
+        reward[name] = {"held_out": reward_metrics(predicted[name], episodes, held)}
         (out / f"rm_{name}.done").touch()
         if mine:
             timings[f"reward_model_{name}_s"] = time.perf_counter() - t0
@@ -329,7 +265,7 @@ def run_task(task: str, out: Path, budget: Budget, plan_version: int = 1, worker
     for name, model in models.items():
         path = compute_progress(model, rcache, out / f"rollout_progress_{name}.parquet", progress=False)
         scores = progress_by_episode(path, rbounds)
-        reward[name]["policy_rollouts"] = _reward_metrics(scores, rollouts_ep, list(range(len(rollouts_ep))))
+        reward[name]["policy_rollouts"] = reward_metrics(scores, rollouts_ep, list(range(len(rollouts_ep))))
     timings["rollout_scoring_s"] = time.perf_counter() - t0
     cpu["rollout_scoring_s"] = _cpu_seconds() - c0
     timings["total_s"] = time.perf_counter() - start

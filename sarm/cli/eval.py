@@ -169,8 +169,10 @@ def _print(report: dict, where: str) -> None:
     print(f"episodes {report['num_episodes']}; outcomes: {where}")
     print(f"VOC mean {_fmt(v['mean'])} on {v['on']} ({v['episodes']})")
     print(
-        f"AUROC of final progress {_fmt(report['auroc'])}; paper-rule accuracy "
-        f"{_fmt(report['paper_rule_accuracy'], '.2f')}; paper rho {_fmt(report['paper_rho'])}"
+        f"AUROC of final progress {_fmt(report['auroc'])} (episode length alone "
+        f"{_fmt(report['auroc_length'])}, length-controlled {_fmt(report['auroc_length_controlled'])}); "
+        f"paper-rule accuracy {_fmt(report['paper_rule_accuracy'], '.2f')}; paper rho "
+        f"{_fmt(report['paper_rho'])}"
     )
     note = report.get("labels")
     if note:
@@ -187,7 +189,9 @@ def _print(report: dict, where: str) -> None:
     for task, r in list(tasks.items())[:10] if len(tasks) > 1 else []:
         print(
             f"  task {task!r}: VOC {_fmt(r['voc']['mean'])} ({r['voc']['episodes']}), AUROC "
-            f"{_fmt(r['auroc'])}, demo MSE {_fmt(r['demo_mse'], '.4f')}, Pearson {_fmt(r['pearson'])}"
+            f"{_fmt(r['auroc'])} (length {_fmt(r['auroc_length'])}, length-controlled "
+            f"{_fmt(r['auroc_length_controlled'])}), demo MSE {_fmt(r['demo_mse'], '.4f')}, Pearson "
+            f"{_fmt(r['pearson'])}"
         )
     if len(tasks) > 10:
         print(f"  ... and {len(tasks) - 10} more tasks (all in --json)")

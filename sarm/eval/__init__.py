@@ -3,6 +3,6 @@
 See `sarm.eval.report.evaluate` and `sarm eval`.
 """
 
-from sarm.eval.report import VOC_GOOD, VOC_NOISE, evaluate
+from sarm.eval.report import LENGTH_MARGIN, VOC_GOOD, VOC_NOISE, evaluate
 
-__all__ = ["VOC_GOOD", "VOC_NOISE", "evaluate"]
+__all__ = ["LENGTH_MARGIN", "VOC_GOOD", "VOC_NOISE", "evaluate"]

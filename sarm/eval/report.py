@@ -3,6 +3,9 @@
     voc                  per-episode Spearman between progress and time (GVL / TOPReward's VOC): mean,
                          quantiles; on successful episodes only when outcomes are known
     auroc                of final progress for the outcomes (`success`: {episode: bool})
+    auroc_length         of episode length alone (rows in the file), shorter = success: the baseline
+    auroc_length_controlled  of final progress among episodes of matched length only (length strata,
+                         `rabc.metrics.auroc_length_controlled`); None when no stratum holds both outcomes
     paper_rule_accuracy  how often the paper's rule (final > 0.8, last third > 0.6) matches the outcome
     paper_rho            Spearman between final progress and 3-level labels (failure 0, partial 1,
                          success 2) when `levels` is given
@@ -12,7 +15,9 @@
 Every value is None when it cannot be computed. The verdict reads VOC on successful episodes (all
 episodes without outcomes): below `VOC_NOISE` (0.5) progress barely follows time in demonstrations
 that did make progress, so the deltas RA-BC weights are built from are mostly noise; from
-`VOC_GOOD` (0.8) it follows time closely. The thresholds and why: docs/curation.md.
+`VOC_GOOD` (0.8) it follows time closely. With outcomes it also says whether final progress adds
+anything beyond episode length: not when the length-controlled AUROC is below 0.5 + `LENGTH_MARGIN`
+(0.1), unknown when it cannot be computed. The thresholds and why: docs/curation.md.
 """
 
 from __future__ import annotations
@@ -23,12 +28,22 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rabc.metrics import auroc, demo_mse, grouped_pearson, grouped_spearman, paper_rule, voc
+from rabc.metrics import (
+    auroc,
+    auroc_length,
+    auroc_length_controlled,
+    demo_mse,
+    grouped_pearson,
+    grouped_spearman,
+    paper_rule,
+    voc,
+)
 from rabc.progress_io import ProgressTable
 
-__all__ = ["VOC_GOOD", "VOC_NOISE", "EpisodeValues", "episode_values", "evaluate"]
+__all__ = ["LENGTH_MARGIN", "VOC_GOOD", "VOC_NOISE", "EpisodeValues", "episode_values", "evaluate"]
 
 VOC_NOISE, VOC_GOOD = 0.5, 0.8
+LENGTH_MARGIN = 0.1  # a length-controlled AUROC below 0.5 + this: nothing beyond episode length
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -87,11 +102,18 @@ def _summary(ev: EpisodeValues, m: np.ndarray, success, levels) -> dict:
         "pearson": None,
         "spearman": None,
         "auroc": _num(auroc(final[known], outcome[known])) if success else None,
+        "auroc_length": None,
+        "auroc_length_controlled": None,
         "paper_rule_accuracy": _num(np.mean(predicted[known] == outcome[known]))
         if success and known.any()
         else None,
         "paper_rho": None,
     }
+    if success:  # on the episodes AUROC uses: known outcome and final progress
+        scored = known & ~np.isnan(final)
+        length = (ev.ends - ev.starts)[m][scored]
+        out["auroc_length"] = _num(auroc_length(length, outcome[scored]))
+        out["auroc_length_controlled"] = _num(auroc_length_controlled(final[scored], length, outcome[scored]))
     if levels:
         lv = np.array([levels.get(e, np.nan) for e in episodes], np.float64)
         ok = ~np.isnan(lv) & ~np.isnan(final)
@@ -164,6 +186,30 @@ def _verdict(r: dict) -> str:
         text = f"VOC {mean:.2f} on {on}: progress follows time; the weights can be trusted on this signal"
     if r["auroc"] is not None and r["auroc"] < 0.7:
         text += f"; AUROC {r['auroc']:.2f}: final progress separates successes from failures poorly"
+    text += _length_verdict(r)
     if r.get("pearson") is not None and r["pearson"] < VOC_NOISE:
         text += f"; Pearson {r['pearson']:.2f} against the labels: the model does not reproduce its labels"
     return text
+
+
+def _length_verdict(r: dict) -> str:
+    """Whether final progress separates the outcomes beyond what episode length alone does."""
+    plain, length, controlled = r["auroc"], r["auroc_length"], r["auroc_length_controlled"]
+    if plain is None:
+        return ""
+    if controlled is None:
+        return (
+            f"; length-controlled AUROC n/a: no episodes of matched length include both a success and a "
+            f"failure (episode length alone: AUROC {length:.2f}), so final progress cannot be shown to add "
+            "anything beyond episode length on these episodes"
+        )
+    if controlled < 0.5 + LENGTH_MARGIN:
+        return (
+            f"; length-controlled AUROC {controlled:.2f} (plain {plain:.2f}, episode length alone "
+            f"{length:.2f}): among episodes of matched length final progress does not separate successes "
+            "from failures; the model adds nothing beyond episode length"
+        )
+    return (
+        f"; length-controlled AUROC {controlled:.2f} (episode length alone {length:.2f}): final progress "
+        "separates successes from failures among episodes of matched length, beyond what length tells"
+    )

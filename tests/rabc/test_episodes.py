@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from scipy import stats
@@ -14,6 +15,7 @@ from rabc.cli import main
 from rabc.curation import curate, read_drop_list
 from rabc.episodes import score_episodes
 from rabc.metrics import auroc, paper_rule, voc
+from rabc.progress_io import read_progress
 from rabc.weights import RABCWeights
 
 L = 30
@@ -216,3 +218,31 @@ def test_scoring_bar_shows_on_stderr_only_when_slow(tmp_path, capsys, monkeypatc
     assert main(["episodes", str(path), "--chunk-size", "5"]) == 0
     out, err = capsys.readouterr()
     assert "score episodes" in err and "2/2" in err and "score episodes" not in out
+
+
+def test_length_percentile_by_hand_in_every_output(tmp_path, capsys):
+    # lengths 30, 10, 30, 40: sorted 10 < 30 = 30 < 40; the 30s share mean rank (1 + 2) / 2 of 0..3
+    eps = {
+        0: np.linspace(0, 1, 30),
+        1: np.linspace(0, 1, 10),
+        2: np.linspace(0, 0.5, 30),
+        3: np.linspace(0, 1, 40),
+    }
+    want = {0: 50.0, 1: 0.0, 2: 50.0, 3: 100.0}
+    s = score_episodes(read_progress(_table(eps)), 5)
+    assert dict(zip(s["episode_index"].tolist(), s["length_percentile"].tolist(), strict=True)) == want
+    assert score_episodes(read_progress(_table({7: np.linspace(0, 1, 5)})), 5)[
+        "length_percentile"
+    ].tolist() == [50.0]
+    path = tmp_path / "p.parquet"
+    pq.write_table(_table(eps), path)
+    args = ["episodes", str(path), "--chunk-size", "5", "--json", str(tmp_path / "e.json")]
+    assert main([*args, "-o", str(tmp_path / "e.csv")]) == 0
+    assert "len_pct" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "e.json").read_text())
+    assert {r["episode_index"]: r["length_percentile"] for r in rows} == want
+    csv = pacsv.read_csv(tmp_path / "e.csv").to_pydict()
+    assert dict(zip(csv["episode_index"], csv["length_percentile"], strict=True)) == want
+    assert main(["episodes", str(path), "--chunk-size", "5", "-o", str(tmp_path / "e.parquet")]) == 0
+    table = pq.read_table(tmp_path / "e.parquet").to_pydict()
+    assert dict(zip(table["episode_index"], table["length_percentile"], strict=True)) == want

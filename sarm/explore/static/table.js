@@ -5,6 +5,7 @@ import { $, api, fmt, token, withToken } from "./api.js";
 const ROW_H = 26, MARGIN = 15;  // row height in px (style.css: #episodes tr.row), rows drawn beyond the view
 const COLUMNS = [  // [key, header]; a column shows when some row has its key (_mark always)
   ["episode_index", "episode"], ["_mark", "mark"], ["task", "task"], ["length", "length"],
+  ["length_percentile", "length pct"],
   ["outcome", "outcome"], ["score", "score"], ["final_progress", "final"], ["max_drop", "max drop"],
   ["stalled_fraction", "stalled"], ["rank", "rank"], ["percentile", "percentile"],
   ["mean_weight", "mean weight"], ["zero_weight_fraction", "zero weight"],

@@ -76,7 +76,14 @@ def test_rows_carry_the_scores_of_rabc_episodes(files):
     rows = {r["episode_index"]: r for r in catalog.episodes()}
     expected = score_episodes(files["progress"], CHUNK, tasks={e: ("pick", "place")[e % 2] for e in range(8)})
     for i, ep in enumerate(expected["episode_index"]):
-        for key in ("score", "max_drop", "stalled_fraction", "final_progress", "percentile"):
+        for key in (
+            "score",
+            "max_drop",
+            "stalled_fraction",
+            "final_progress",
+            "percentile",
+            "length_percentile",
+        ):
             assert rows[int(ep)][key] == pytest.approx(float(expected[key][i]))
         assert rows[int(ep)]["rank"] == int(expected["rank"][i])
     assert rows[3]["score"] == 0.0 and rows[3]["stalled_fraction"] == 1.0  # flat: stalled throughout
