@@ -15,10 +15,19 @@ from tests.waiting import HANG_S, read_line
 ROOT = Path(__file__).resolve().parents[3]
 
 
+def _default_sigint():
+    """In the child: Ctrl-C's default action. A suite started in the background by a shell without job
+    control (`nohup ... &`, some CI runners) inherits SIGINT as ignored, and Python then never raises
+    KeyboardInterrupt: the server would not stop and the test would wait for it until the ceiling."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(dataset, *flags):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "sarm.cli", "explore", str(dataset), "--no-browser", *flags]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint
+    )
 
 
 def test_prints_url_serves_and_stops_on_ctrl_c(dataset):
