@@ -19,7 +19,7 @@ __all__ = ["breakpoints", "progress", "targets_from_progress"]
 
 
 def breakpoints(proportions: Sequence[float]) -> np.ndarray:
-    """float64 (K+1,) read-only: P = [0, cumulative proportions], renormalised, P[-1] == 1.0 exactly.
+    """float64 (K+1,) read-only: P = [0, cumulative proportions], renormalised, <= 1, P[-1] == 1.0 exactly.
 
     `proportions` must be finite, >= 0 and have a positive sum (`StageSchema` checks them)."""
     props = list(proportions)
@@ -29,6 +29,7 @@ def breakpoints(proportions: Sequence[float]) -> np.ndarray:
     else:
         props_n = list(props)
     bp = np.concatenate([[0.0], np.cumsum(props_n, dtype=np.float64)])
+    np.minimum(bp, 1.0, out=bp)  # a rounded sum can pass 1 before trailing zero proportions
     bp[-1] = 1.0
     bp.flags.writeable = False
     return bp
