@@ -41,16 +41,8 @@ def _model(quick: bool) -> SARM:
     return SARM(SARMConfig(max_state_dim=8, **(small if quick else {}))).eval()
 
 
-def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - tic) * 1000)
-    return float(np.median(times))
-
-
-def measure(model: SARM, encoder, num_envs: int, repeats: int, naive_repeats: int) -> dict[str, float]:
+def measure(model: SARM, encoder, num_envs: int, repeats: int) -> dict[str, float]:
+    """Median ms of a stream step and of a naive step, interleaved (a busy machine slows both alike)."""
     c = model.config
     history = c.n_obs_steps * c.frame_gap + 1  # frames before the measured ones: every window is regular
     rng = np.random.default_rng(0)
@@ -61,13 +53,6 @@ def measure(model: SARM, encoder, num_envs: int, repeats: int, naive_repeats: in
     stream.reset(TASK)
     for t in range(history):  # the history from features (the same ones `step` would have made): fast
         stream.step_features(features[t % POOL], state[t % POOL])
-    clock = iter(range(history, history + repeats))
-
-    def stream_step():
-        t = next(clock) % POOL
-        stream.step(pool[t], state[t])
-
-    stream_ms = _median_ms(stream_step, repeats)
     text = encoder.encode_texts([TASK]).expand(num_envs, -1)
 
     def naive_step(t: int) -> np.ndarray:
@@ -78,11 +63,17 @@ def measure(model: SARM, encoder, num_envs: int, repeats: int, naive_repeats: in
         pred = model.predict(text, video, states, tasks=[TASK] * num_envs)
         return pred.progress[:, c.current_slot].numpy()
 
-    last = history + repeats - 1  # the stream's last frame: the naive loop scores the frames before it
-    naive_clock = iter(range(last - naive_repeats, last))
-    naive_ms = _median_ms(lambda: naive_step(next(naive_clock)), naive_repeats)
-    diff = float(np.abs(naive_step(last) - stream.last.progress).max())
-    return {"stream": stream_ms, "naive": naive_ms, "diff": diff}
+    times: dict[str, list[float]] = {"stream": [], "naive": []}
+    diff = 0.0
+    for t in range(history, history + repeats):
+        tic = time.perf_counter()
+        stream.step(pool[t % POOL], state[t % POOL])
+        times["stream"].append((time.perf_counter() - tic) * 1000)
+        tic = time.perf_counter()
+        naive = naive_step(t)  # the same frame t, its window encoded again
+        times["naive"].append((time.perf_counter() - tic) * 1000)
+        diff = max(diff, float(np.abs(naive - stream.last.progress).max()))
+    return {key: float(np.median(value)) for key, value in times.items()} | {"diff": diff}
 
 
 def main() -> None:
@@ -100,8 +91,7 @@ def main() -> None:
         encoder = load_encoder(spec, device="cpu")
         for n in envs:
             clip_big = spec == "clip:ViT-B-32" and n > 1
-            repeats = 2 if args.quick else (5 if clip_big else 15)
-            result = measure(model, encoder, n, repeats, 2 if args.quick or clip_big else 5)
+            result = measure(model, encoder, n, 2 if args.quick else (5 if clip_big else 11))
             rows.append((spec, n, result))
             print(
                 f"{spec} x {n}: stream {result['stream']:.1f} ms, naive {result['naive']:.1f} ms", flush=True
@@ -111,7 +101,7 @@ def main() -> None:
         f"SARM {c.hidden_dim} wide, {c.num_layers} layers, window {c.n_obs_steps + 1} slots spaced by "
         f"{c.frame_gap}; {SIZE}x{SIZE} frames; CPU: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; median of "
-        "repeats.",
+        "repeats, stream and naive steps interleaved.",
         "",
         "| encoder | envs | stream ms/step | naive ms/step (re-encode the window) | naive / stream | "
         "max abs diff |",
