@@ -11,6 +11,9 @@ Two modes (see docs/integrations.md for which to choose):
   RA-BC, ACT and Diffusion included, and zero-weight frames cost no compute (it lives in
   `integrations/lerobot_sampler.py`; import it from here).
 
+Online RL (`gym_manipulator`): `SARMRewardStep` / `sarm_reward_processor_step` score each transition's
+frame with a streamed SARM and set the reward (`integrations/lerobot_reward.py`, re-exported here).
+
 LeRobot's own `lerobot-train`, unchanged, with either mode (LeRobot >= 0.5, Python >= 3.12):
 
     python -m integrations.lerobot --rabc.mode=sampler --policy.type=act --dataset.repo_id=... \\
@@ -35,16 +38,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from integrations.lerobot_reward import SARMRewardStep, sarm_reward_processor_step
 from integrations.lerobot_sampler import RABCEpisodeSampler
 from rabc import RABCWeights
 
 __all__ = [
     "RABCEpisodeSampler",
     "RABCSampleWeighter",
+    "SARMRewardStep",
     "main",
     "patch_lerobot_train",
     "per_sample_forward",
     "resolve_progress_path",
+    "sarm_reward_processor_step",
 ]
 
 log = logging.getLogger(__name__)
