@@ -152,8 +152,8 @@ def test_where_lerobot_passes_one_only_those_breakpoints_differ():
     theirs = lerobot_breakpoints(props)
     assert max(theirs) > 1.0  # the quirk is real in the reference loop
     ours = StageSchema([f"s{i}" for i in range(len(props))], props).breakpoints.tolist()
-    assert [a for a, b in zip(ours, theirs) if a != b] == [1.0]
-    assert all(a == b for a, b in zip(ours, theirs) if b <= 1.0)
+    assert [a for a, b in zip(ours, theirs, strict=True) if a != b] == [1.0]
+    assert all(a == b for a, b in zip(ours, theirs, strict=True) if b <= 1.0)
 
 
 @settings(max_examples=300, deadline=None)
