@@ -99,3 +99,58 @@ def add_dataset_args(p, required: bool = True) -> None:
         help="folder that holds the dataset's videos (what its videos/ folder normally holds), "
         "when they are kept elsewhere or in a folder named differently",
     )
+
+
+def add_engine_args(p) -> None:
+    """`--engine {local,ray}` and the Ray flags (`sarm features`, `sarm progress`)."""
+    g = p.add_argument_group("engine", "where the work runs (docs/scale.md); ray needs the [ray] extra")
+    g.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default; --shard splits the work by hand); ray: tasks decode and "
+        "actors encode / score on a Ray cluster, retried when a worker is lost",
+    )
+    g.add_argument(
+        "--ray-address",
+        help="Ray to use: default starts one on this machine; 'auto' joins the running cluster; or the "
+        "head's address",
+    )
+    g.add_argument("--num-workers", type=int, help="encoder / scorer actors (default: GPUs, or 2 without)")
+    g.add_argument(
+        "--num-gpus-per-worker",
+        type=float,
+        help="GPUs per actor (default: 1 if the cluster has GPUs, else 0)",
+    )
+    g.add_argument("--num-cpus-per-decoder", type=float, default=1.0, help="CPUs per decoding task")
+    g.add_argument(
+        "--max-retries", type=int, default=3, help="restarts of a unit whose worker died before it fails"
+    )
+    g.add_argument(
+        "--frames-per-task", type=int, default=512, help="frames per decoding task (a multiple of 64)"
+    )
+
+
+def engine_options(args):
+    """The `RayOptions` of `--engine ray` (None for local); Ray flags without it are an error."""
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("ray_address", "num_workers", "num_gpus_per_worker")
+        if getattr(args, name) is not None
+    ]
+    if args.engine == "local":
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to --engine ray only; add --engine ray or drop them")
+        return None
+    if getattr(args, "shard", None):
+        raise ValueError("--engine ray balances the episodes itself; drop --shard")
+    from sarm.scale.engine import RayOptions
+
+    return RayOptions(
+        address=args.ray_address,
+        num_workers=args.num_workers,
+        num_gpus_per_worker=args.num_gpus_per_worker,
+        num_cpus_per_decoder=args.num_cpus_per_decoder,
+        max_retries=args.max_retries,
+        frames_per_task=args.frames_per_task,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from sarm.cli.common import add_dataset_args, open_from_args, parse_episodes
+from sarm.cli.common import add_dataset_args, add_engine_args, engine_options, open_from_args, parse_episodes
 from sarm.features.encoders import DEFAULT_ENCODER
 
 
@@ -42,6 +42,7 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--device", help="encoder device (default: cuda if available, else cpu)")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="CUDA autocast")
     p.add_argument("--shard", help="i/n: encode every n-th episode from i (default: torchrun's rank)")
+    add_engine_args(p)
     p.set_defaults(run=run)
 
 
@@ -54,6 +55,7 @@ def run(args) -> int:
     if args.state_only and args.cameras:
         raise ValueError("--state-only encodes no camera; drop --cameras (or --state-only)")
     parse_shard(args.shard)
+    ray_options = engine_options(args)
     check_out_dir(args.out, "--out", create=False)  # before hours of decoding and encoding
     ds = open_from_args(args)
     episodes = parse_episodes(args.episodes, "--episodes", available=ds.episodes)
@@ -65,6 +67,8 @@ def run(args) -> int:
     kwargs = {"device": args.device, "batch_size": args.batch_size}
     if args.encoder.startswith("clip"):
         kwargs["precision"] = args.precision
+    if ray_options is not None:
+        return _run_ray(args, ds, episodes, kwargs, ray_options)
     encoder = load_encoder(args.encoder, **kwargs)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="skipped .* episode")  # reported below, counted
@@ -95,3 +99,26 @@ def run(args) -> int:
             "them, or run again)"
         )
     return 0
+
+
+def _run_ray(args, ds, episodes, kwargs, options) -> int:
+    from sarm.scale.engine import report_failures
+    from sarm.scale.features import extract_features_ray
+
+    if args.device is None:
+        kwargs.pop("device")  # each actor picks its own: its GPU, if Ray gave it one
+    cache, outcome = extract_features_ray(
+        ds,
+        args.encoder,
+        args.out,
+        options=options,
+        encoder_kwargs=kwargs,
+        cameras=args.cameras,
+        episodes=episodes,
+        dtype=args.dtype,
+        missing_videos=args.missing_videos,
+        state_only=args.state_only,
+    )
+    print(cache)
+    print(outcome.summary())
+    return report_failures(outcome, f"{options.max_retries} retries")

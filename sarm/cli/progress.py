@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from sarm.cli.common import open_from_args
+from sarm.cli.common import add_engine_args, engine_options, open_from_args
 
 
 def add_parser(sub, fmt) -> None:
@@ -52,6 +52,7 @@ def add_parser(sub, fmt) -> None:
         help="score a cache made with another encoder than the model was trained on (refused by default: "
         "the features of two encoders are not interchangeable, even at the same width)",
     )
+    add_engine_args(p)
     p.set_defaults(run=run, revision=None, keys=None, missing_videos="skip")
 
 
@@ -72,6 +73,7 @@ def run(args) -> int:
     for flag, value in (("--stride", args.stride), ("--batch-size", args.batch_size)):
         if value < 1:
             raise ValueError(f"{flag} should be a positive integer, but got {value}")
+    ray_options = engine_options(args)
     formats = ("lerobot", "scores") if args.format == "both" else (args.format,)
     where = {"formats": formats, "scores_out": args.scores_out, "score_name": args.score_name}
     if args.merge:
@@ -93,9 +95,11 @@ def run(args) -> int:
             "state with the dataset's mean/std as LeRobot does",
             file=sys.stderr,
         )
+    heads = None if args.head == "all" else [args.head]
+    if ray_options is not None:
+        return _run_ray(args, model, heads, formats, where, ray_options)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    heads = None if args.head == "all" else [args.head]
     out = compute_progress(
         model,
         args.cache,
@@ -127,3 +131,29 @@ def _print_written(args, formats) -> None:
     if "scores" in formats:
         path = scores_path(FeatureCache(args.cache), args.scores_out, args.score_name)
         print(f"wrote {path} (LeRobot scores file, lerobot.scores v1, draft of PRs #4553-#4555)")
+
+
+def _run_ray(args, model, heads, formats, where, options) -> int:
+    from sarm.scale.engine import report_failures
+    from sarm.scale.progress import compute_progress_ray
+
+    out, outcome = compute_progress_ray(
+        model,
+        args.cache,
+        args.output,
+        options=options,
+        device=args.device,
+        heads=heads,
+        batch_size=args.batch_size,
+        stride=args.stride,
+        soft=args.soft,
+        stage_probs=args.stage_probs,
+        reward_model_path=str(args.model),
+        allow_other_encoder=args.allow_other_encoder,
+        option_names={"allow_other_encoder": "--allow-other-encoder", "scores_out": "--scores-out"},
+        **where,
+    )
+    print(outcome.summary())
+    if out:
+        _print_written(args, formats)
+    return report_failures(outcome, f"{options.max_retries} retries")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,15 @@ from sarm.inference.scores import (
 from sarm.model.network import SARM
 from sarm.training.windows import window_frames
 
-__all__ = ["FORMATS", "compute_progress", "merge_progress", "score_episode", "scores_path"]
+__all__ = [
+    "FORMATS",
+    "ProgressJob",
+    "compute_progress",
+    "merge_progress",
+    "plan_progress",
+    "score_episode",
+    "scores_path",
+]
 
 
 def score_episode(
@@ -174,8 +183,63 @@ def _settings(model: SARM, cache: FeatureCache, heads, stride, soft, stage_probs
     }
 
 
-@torch.no_grad()
-def compute_progress(
+@dataclass
+class ProgressJob:
+    """What `plan_progress` checked and decided: the cache, the parts folder, the heads and options of
+    `score_episode`, the files the merge writes, and this shard's episodes still to score."""
+
+    cache: FeatureCache
+    out_path: Path
+    parts: Path
+    heads: list[str]
+    batch_size: int
+    stride: int
+    soft: bool
+    formats: tuple[str, ...]
+    scores: Path | None
+    names: dict[str, str]
+    todo: list[int]
+
+    def inputs(self, model: SARM, episode: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor, str]:
+        """`score_episode`'s inputs for one episode: cached images, normalised state, text feature, task."""
+        task = self.cache.task(episode)
+        state = model.config.normalize_state(self.cache.episode_state(episode))
+        return self.cache.episode_images(episode), state, self.cache.text_features([task]), task
+
+    def score(self, model: SARM, episode: int) -> dict[str, np.ndarray]:
+        images, state, text, task = self.inputs(model, episode)
+        return score_episode(
+            model,
+            images,
+            state,
+            text,
+            task,
+            heads=self.heads,
+            batch_size=self.batch_size,
+            stride=self.stride,
+            soft=self.soft,
+            stage_probs=True,  # parts always hold them: either file can be merged from any run
+        )
+
+    def write_part(self, episode: int, result: dict[str, np.ndarray]) -> None:
+        """One episode's result, atomically: a rerun skips it."""
+        tmp = self.parts / f".episode_{episode:06d}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, **result)
+        os.replace(tmp, part_path(self.parts, episode))
+
+    def merge_if_done(self) -> Path | None:
+        if all(part_path(self.parts, int(e)).is_file() for e in self.cache.episodes):
+            return merge_progress(
+                self.cache,
+                self.out_path,
+                formats=self.formats,
+                scores_out=self.scores,
+                option_names=self.names,
+            )
+        return None
+
+
+def plan_progress(
     model: SARM,
     cache: FeatureCache | str | Path,
     out_path: str | Path,
@@ -188,43 +252,13 @@ def compute_progress(
     shard: str | Sequence[int] | None = (0, 1),
     reward_model_path: str | None = None,
     allow_other_encoder: bool = False,
-    progress: bool = True,
     option_names: dict[str, str] | None = None,
     formats: Sequence[str] | str = ("lerobot",),
     scores_out: str | Path | None = None,
     score_name: str = "sarm",
-) -> Path | None:
-    """Score every frame of the cache with `model` and write `out_path` (LeRobot's progress schema).
-
-    Args:
-        model: a SARM (on the device it should run on).
-        cache: a `FeatureCache` or its directory.
-        out_path: the parquet file to write; per-episode parts go to `<out_path>.parts/`.
-        heads: heads to compute (default: all of the model's).
-        batch_size: windows per forward pass.
-        stride: score every k-th frame (and each episode's last), interpolate the rest.
-        soft: read progress as the expectation over stages instead of LeRobot's argmax stage.
-        stage_probs: also write per-frame stage probabilities (for `sarm viz`).
-        shard: (i, n) or "i/n": this process scores every n-th episode from i; None reads torchrun's
-            RANK / WORLD_SIZE.
-        reward_model_path: recorded in the file's metadata (LeRobot's key); default `model.source`, the
-            directory or Hub id the model was loaded from (or its run's model/ folder after training).
-        allow_other_encoder: score a cache made with another encoder than the one the model was trained
-            on (recorded in `model.config.encoder`); refused by default, naming both encoders.
-        progress: show a tqdm bar.
-        option_names: how errors name `allow_other_encoder` / `scores_out` (the CLI passes its flags).
-        formats: the files to write: "lerobot" (`out_path`) and/or "scores" (LeRobot's typed scores
-            file, a draft of open PRs #4553-#4555, at `scores_out`). `out_path` names the parts
-            directory either way.
-        scores_out: the scores file (default `<dataset root>/scores/<score_name>.parquet`).
-        score_name: the score's name in the default `scores_out`.
-
-    The output is checked before any compute: it must be a file path (not a directory) in a writable
-    place, and must not lie inside the feature cache or the model's directory.
-
-    Returns `out_path` (the scores file when it is the only format) once every episode is done and
-    merged, or None when other shards are still missing (run them, or call `merge_progress` later).
-    """
+) -> ProgressJob:
+    """Check everything before any compute and record the run's settings and provenance in the parts
+    folder; list this shard's episodes without a part. Arguments as in `compute_progress`."""
     cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     heads = list(model.config.heads if heads is None else heads)
     for head in heads:
@@ -282,28 +316,84 @@ def compute_progress(
         ),
     )
 
-    mine = [int(e) for e in cache.episodes[rank::world] if not part_path(parts, int(e)).is_file()]
-    bar = tqdm(total=sum(cache.length(e) for e in mine), unit="frame", disable=not progress, desc="progress")
-    for episode in mine:
-        task = cache.task(episode)
-        result = score_episode(
-            model,
-            cache.episode_images(episode),
-            cfg.normalize_state(cache.episode_state(episode)),
-            cache.text_features([task]),
-            task,
-            heads=heads,
-            batch_size=batch_size,
-            stride=stride,
-            soft=soft,
-            stage_probs=True,  # parts always hold them: either file can be merged from any run
-        )
-        tmp = parts / f".episode_{episode:06d}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, **result)
-        os.replace(tmp, part_path(parts, episode))
-        cache.release()  # one episode's maps at a time: memory stays flat over the dataset
-        bar.update(cache.length(episode))
+    todo = [int(e) for e in cache.episodes[rank::world] if not part_path(parts, int(e)).is_file()]
+    return ProgressJob(cache, out_path, parts, heads, batch_size, stride, soft, formats, scores, names, todo)
+
+
+@torch.no_grad()
+def compute_progress(
+    model: SARM,
+    cache: FeatureCache | str | Path,
+    out_path: str | Path,
+    *,
+    heads: Sequence[str] | None = None,
+    batch_size: int = 256,
+    stride: int = 1,
+    soft: bool = False,
+    stage_probs: bool = False,
+    shard: str | Sequence[int] | None = (0, 1),
+    reward_model_path: str | None = None,
+    allow_other_encoder: bool = False,
+    progress: bool = True,
+    option_names: dict[str, str] | None = None,
+    formats: Sequence[str] | str = ("lerobot",),
+    scores_out: str | Path | None = None,
+    score_name: str = "sarm",
+) -> Path | None:
+    """Score every frame of the cache with `model` and write `out_path` (LeRobot's progress schema).
+
+    Args:
+        model: a SARM (on the device it should run on).
+        cache: a `FeatureCache` or its directory.
+        out_path: the parquet file to write; per-episode parts go to `<out_path>.parts/`.
+        heads: heads to compute (default: all of the model's).
+        batch_size: windows per forward pass.
+        stride: score every k-th frame (and each episode's last), interpolate the rest.
+        soft: read progress as the expectation over stages instead of LeRobot's argmax stage.
+        stage_probs: also write per-frame stage probabilities (for `sarm viz`).
+        shard: (i, n) or "i/n": this process scores every n-th episode from i; None reads torchrun's
+            RANK / WORLD_SIZE.
+        reward_model_path: recorded in the file's metadata (LeRobot's key); default `model.source`, the
+            directory or Hub id the model was loaded from (or its run's model/ folder after training).
+        allow_other_encoder: score a cache made with another encoder than the one the model was trained
+            on (recorded in `model.config.encoder`); refused by default, naming both encoders.
+        progress: show a tqdm bar.
+        option_names: how errors name `allow_other_encoder` / `scores_out` (the CLI passes its flags).
+        formats: the files to write: "lerobot" (`out_path`) and/or "scores" (LeRobot's typed scores
+            file, a draft of open PRs #4553-#4555, at `scores_out`). `out_path` names the parts
+            directory either way.
+        scores_out: the scores file (default `<dataset root>/scores/<score_name>.parquet`).
+        score_name: the score's name in the default `scores_out`.
+
+    The output is checked before any compute: it must be a file path (not a directory) in a writable
+    place, and must not lie inside the feature cache or the model's directory.
+
+    Returns `out_path` (the scores file when it is the only format) once every episode is done and
+    merged, or None when other shards are still missing (run them, or call `merge_progress` later).
+    """
+    job = plan_progress(
+        model,
+        cache,
+        out_path,
+        heads=heads,
+        batch_size=batch_size,
+        stride=stride,
+        soft=soft,
+        stage_probs=stage_probs,
+        shard=shard,
+        reward_model_path=reward_model_path,
+        allow_other_encoder=allow_other_encoder,
+        option_names=option_names,
+        formats=formats,
+        scores_out=scores_out,
+        score_name=score_name,
+    )
+    bar = tqdm(
+        total=sum(job.cache.length(e) for e in job.todo), unit="frame", disable=not progress, desc="progress"
+    )
+    for episode in job.todo:
+        job.write_part(episode, job.score(model, episode))
+        job.cache.release()  # one episode's maps at a time: memory stays flat over the dataset
+        bar.update(job.cache.length(episode))
     bar.close()
-    if all(part_path(parts, int(e)).is_file() for e in cache.episodes):
-        return merge_progress(cache, out_path, formats=formats, scores_out=scores, option_names=names)
-    return None
+    return job.merge_if_done()
