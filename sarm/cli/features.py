@@ -67,22 +67,19 @@ def run(args) -> int:
     kwargs = {"device": args.device, "batch_size": args.batch_size}
     if args.encoder.startswith("clip"):
         kwargs["precision"] = args.precision
+    plan = {
+        "cameras": args.cameras,
+        "episodes": episodes,
+        "dtype": args.dtype,
+        "missing_videos": args.missing_videos,
+        "state_only": args.state_only,
+    }
     if ray_options is not None:
-        return _run_ray(args, ds, episodes, kwargs, ray_options)
+        return _run_ray(args, ds, kwargs, plan, ray_options)
     encoder = load_encoder(args.encoder, **kwargs)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="skipped .* episode")  # reported below, counted
-        cache = extract_features(
-            ds,
-            encoder,
-            args.out,
-            cameras=args.cameras,
-            episodes=episodes,
-            dtype=args.dtype,
-            shard=args.shard,
-            missing_videos=args.missing_videos,
-            state_only=args.state_only,
-        )
+        cache = extract_features(ds, encoder, args.out, shard=args.shard, **plan)
     print(cache)
     if cache.skipped:
         print(
@@ -101,23 +98,14 @@ def run(args) -> int:
     return 0
 
 
-def _run_ray(args, ds, episodes, kwargs, options) -> int:
+def _run_ray(args, ds, kwargs, plan, options) -> int:
     from sarm.scale.engine import report_failures
     from sarm.scale.features import extract_features_ray
 
     if args.device is None:
         kwargs.pop("device")  # each actor picks its own: its GPU, if Ray gave it one
     cache, outcome = extract_features_ray(
-        ds,
-        args.encoder,
-        args.out,
-        options=options,
-        encoder_kwargs=kwargs,
-        cameras=args.cameras,
-        episodes=episodes,
-        dtype=args.dtype,
-        missing_videos=args.missing_videos,
-        state_only=args.state_only,
+        ds, args.encoder, args.out, options=options, encoder_kwargs=kwargs, **plan
     )
     print(cache)
     print(outcome.summary())

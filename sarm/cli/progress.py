@@ -95,26 +95,22 @@ def run(args) -> int:
             "state with the dataset's mean/std as LeRobot does",
             file=sys.stderr,
         )
-    heads = None if args.head == "all" else [args.head]
+    scoring = {
+        "heads": None if args.head == "all" else [args.head],
+        "batch_size": args.batch_size,
+        "stride": args.stride,
+        "soft": args.soft,
+        "stage_probs": args.stage_probs,
+        "reward_model_path": str(args.model),
+        "allow_other_encoder": args.allow_other_encoder,
+        "option_names": {"allow_other_encoder": "--allow-other-encoder", "scores_out": "--scores-out"},
+        **where,
+    }
     if ray_options is not None:
-        return _run_ray(args, model, heads, formats, where, ray_options)
+        return _run_ray(args, model, formats, scoring, ray_options)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    out = compute_progress(
-        model,
-        args.cache,
-        args.output,
-        heads=heads,
-        batch_size=args.batch_size,
-        stride=args.stride,
-        soft=args.soft,
-        stage_probs=args.stage_probs,
-        shard=args.shard,
-        reward_model_path=str(args.model),
-        allow_other_encoder=args.allow_other_encoder,
-        option_names={"allow_other_encoder": "--allow-other-encoder", "scores_out": "--scores-out"},
-        **where,
-    )
+    out = compute_progress(model, args.cache, args.output, shard=args.shard, **scoring)
     if out:
         _print_written(args, formats)
     else:
@@ -133,25 +129,12 @@ def _print_written(args, formats) -> None:
         print(f"wrote {path} (LeRobot scores file, lerobot.scores v1, draft of PRs #4553-#4555)")
 
 
-def _run_ray(args, model, heads, formats, where, options) -> int:
+def _run_ray(args, model, formats, scoring, options) -> int:
     from sarm.scale.engine import report_failures
     from sarm.scale.progress import compute_progress_ray
 
     out, outcome = compute_progress_ray(
-        model,
-        args.cache,
-        args.output,
-        options=options,
-        device=args.device,
-        heads=heads,
-        batch_size=args.batch_size,
-        stride=args.stride,
-        soft=args.soft,
-        stage_probs=args.stage_probs,
-        reward_model_path=str(args.model),
-        allow_other_encoder=args.allow_other_encoder,
-        option_names={"allow_other_encoder": "--allow-other-encoder", "scores_out": "--scores-out"},
-        **where,
+        model, args.cache, args.output, options=options, device=args.device, **scoring
     )
     print(outcome.summary())
     if out:

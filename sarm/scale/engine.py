@@ -227,8 +227,9 @@ def run_units(
         remaining[u.episode] += 1
     bar = tqdm(total=sum(u.frames for u in units), unit="frame", desc=desc, disable=not progress)
 
+    finished = 0
+
     def postfix() -> None:
-        finished = sum(1 for e in episodes if remaining[e] == 0 and e not in outcome.failed)
         bar.set_postfix_str(
             f"episodes {finished}/{len(episodes)}, retries {outcome.retries}, failed {len(outcome.failed)}",
             refresh=False,
@@ -300,6 +301,7 @@ def run_units(
                 unit.payload = None
                 remaining[unit.episode] -= 1
                 done(unit, value)
+                finished += remaining[unit.episode] == 0
                 bar.update(unit.frames)
                 postfix()
     finally:

@@ -120,14 +120,14 @@ def extract_features_ray(
         missing_videos=missing_videos,
         state_only=state_only,
     )
-    for episode in [e for e in job.todo if not job.cameras]:  # state only: nothing to decode
-        write_episode(job, episode, dataset.state(episodes=[episode]), _empty(job, local, episode))
-    todo = [e for e in job.todo if job.cameras]
-    job.todo = todo
+    if not job.cameras:  # state only: nothing to decode
+        for episode in job.todo:
+            write_episode(job, episode, dataset.state(episodes=[episode]), _empty(job, local, episode))
+        job.todo = []
     units = _units(dataset, job, job.cameras, options.frames_per_task)
     images: dict[int, np.ndarray] = {}
     filled: dict[int, np.ndarray] = {}
-    left = {e: 0 for e in todo}
+    left = dict.fromkeys(job.todo, 0)
     for unit in units:
         left[unit.episode] += 1
 
