@@ -49,6 +49,9 @@ class RayOptions:
         max_retries: times a unit whose worker died is started again before its episode is failed.
         frames_per_task: frames of one episode decoded per task (a multiple of 64; long episodes are
             split so no task holds more than this many decoded frames).
+        threads_per_worker: torch CPU threads of each actor (default: the driver's
+            `torch.get_num_threads()`). A CPU matmul's rounding depends on its thread count, so actors on
+            CPU match the local engine bit for bit only with the same count; on a GPU it matters little.
     """
 
     address: str | None = None
@@ -57,15 +60,23 @@ class RayOptions:
     num_cpus_per_decoder: float = 1.0
     max_retries: int = 3
     frames_per_task: int = 512
+    threads_per_worker: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_gpus_per_worker", "num_cpus_per_decoder", "max_retries"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} should be >= 0, but got {getattr(self, name)}")
-        if self.num_workers is not None and self.num_workers < 1:
-            raise ValueError(f"num_workers should be a positive integer, but got {self.num_workers}")
+        for name in ("num_workers", "threads_per_worker"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} should be a positive integer, but got {getattr(self, name)}")
         if self.frames_per_task < 64 or self.frames_per_task % 64:
             raise ValueError(f"frames_per_task should be a multiple of 64, but got {self.frames_per_task}")
+
+    def threads(self) -> int:
+        """torch threads per actor: as given, else the driver's."""
+        import torch
+
+        return self.threads_per_worker or torch.get_num_threads()
 
     def gpus(self, ray) -> float:
         """GPUs per actor: as given, else 1 when the cluster has GPUs, else 0."""

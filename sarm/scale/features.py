@@ -62,7 +62,10 @@ def _decode(spec: tuple, camera: str, episode: int, lo: int, hi: int, crash: boo
 class _EncoderActor:
     """Holds one encoder (on the GPU Ray gives it, if any) and encodes decoded chunks."""
 
-    def __init__(self, spec: str, kwargs: dict):
+    def __init__(self, spec: str, kwargs: dict, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
         self.encoder = load_encoder(spec, **kwargs)
 
     def encode(self, chunks: list, dtype: str, crash: bool) -> list:
@@ -160,7 +163,7 @@ def extract_features_ray(
         outcome = run_units(
             ray,
             units,
-            make_actor=lambda: actor_class.remote(encoder, kwargs),
+            make_actor=lambda: actor_class.remote(encoder, kwargs, options.threads()),
             num_workers=worker_count(ray, options),
             decode=lambda u, crash: decode_task.remote(
                 spec, u.args[1], u.episode, u.args[2], u.args[3], crash

@@ -25,7 +25,8 @@ __all__ = ["compute_progress_ray"]
 class _ScorerActor:
     """Holds one SARM on its device and scores whole episodes."""
 
-    def __init__(self, model: SARM, device: str | None):
+    def __init__(self, model: SARM, device: str | None, threads: int):
+        torch.set_num_threads(threads)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(device).eval()
 
@@ -73,7 +74,7 @@ def compute_progress_ray(
         outcome = run_units(
             ray,
             units,
-            make_actor=lambda: actor_class.remote(model_ref, device if gpus else "cpu"),
+            make_actor=lambda: actor_class.remote(model_ref, device if gpus else "cpu", options.threads()),
             num_workers=worker_count(ray, options),
             work=work,
             done=lambda unit, result: job.write_part(unit.episode, result),
