@@ -232,3 +232,16 @@ def test_a_killed_driver_is_rerun_and_keeps_its_finished_episodes(generated, loc
     assert all((episodes / name).stat().st_mtime_ns == t for name, t in kept.items()), (
         "finished parts rewritten"
     )
+
+
+def test_sarm_progress_engine_ray_writes_the_local_file(local_cache, tmp_path, capsys):
+    tiny_model(16, 3).save_pretrained(tmp_path / "m")
+    base = ["progress", "--model", str(tmp_path / "m"), "--cache", str(local_cache)]
+    assert main([*base, "--output", str(tmp_path / "local.parquet")]) == 0
+    ray_run = [*base, "--output", str(tmp_path / "ray.parquet"), "--engine", "ray", "--num-workers", "2"]
+    assert main(ray_run) == 0
+    assert "ray: 0 unit(s) retried, 0 episode(s) failed" in capsys.readouterr().out
+    a, b = arrays(tmp_path / "ray.parquet"), arrays(tmp_path / "local.parquet")
+    assert list(a) == list(b)
+    for name in b:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
