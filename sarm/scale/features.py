@@ -27,7 +27,7 @@ from sarm.features.extract import finish_extraction, short_video
 from sarm.features.plan import episode_done, plan_extraction, write_episode
 from sarm.scale.engine import Outcome, RayOptions, Unit, crash_now, ray_session, run_units, worker_count
 
-__all__ = ["extract_features_ray"]
+__all__ = ["decode_ahead", "extract_features_ray"]
 
 _DATASETS: dict[tuple, Any] = {}  # per worker process: datasets opened by its decode tasks
 
@@ -160,11 +160,13 @@ def extract_features_ray(
         actor_class = ray.remote(_EncoderActor).options(num_cpus=0, num_gpus=gpus, max_restarts=0)
         kwargs = encoder_kwargs if gpus else {**encoder_kwargs, "device": "cpu"}
         spec = _dataset_spec(dataset)
+        workers = worker_count(ray, options)
         outcome = run_units(
             ray,
             units,
             make_actor=lambda: actor_class.remote(encoder, kwargs, options.threads()),
-            num_workers=worker_count(ray, options),
+            num_workers=workers,
+            max_decoding=decode_ahead(ray, options, workers),
             decode=lambda u, crash: decode_task.remote(
                 spec, u.args[1], u.episode, u.args[2], u.args[3], crash
             ),
@@ -175,6 +177,13 @@ def extract_features_ray(
             progress=progress,
         )
     return finish_extraction(job, {}, {}), outcome
+
+
+def decode_ahead(ray, options: RayOptions, workers: int) -> int:
+    """Decoded ranges allowed in the object store or in decoding at once: one per decoder the cluster's
+    CPUs hold (so every core decodes) plus two per actor (so no actor waits for a decode)."""
+    decoders = int(ray.cluster_resources().get("CPU", 1) // max(options.num_cpus_per_decoder, 1e-3))
+    return max(decoders, 1) + 2 * workers
 
 
 def _empty(job, encoder, episode: int) -> np.ndarray:
