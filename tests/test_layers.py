@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # sarm's rooms, lowest first: each may import its own room and the rooms before it, never a later one.
 LAYERS = [
-    *("labels", "data", "features", "model", "training", "inference", "online", "eval", "viz"),
+    *("labels", "data", "features", "model", "training", "inference", "scale", "online", "eval", "viz"),
     *("annotate", "explore", "demo", "cli"),
 ]
 TRAINERS = ("lerobot", "openpi", "accelerate", "jax")
