@@ -145,7 +145,9 @@ class ProgressStream:
             )
         ids = self._env_ids(env_ids)
         cams = self.model.config.num_cameras
-        frames = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+        if not isinstance(frames, torch.Tensor):  # renderers return flipped views (negative strides)
+            frames = np.ascontiguousarray(frames)
+        frames = torch.as_tensor(frames)
         if frames.dim() == 4 and cams == 1:
             frames = frames[:, None]
         if frames.dim() != 5 or frames.shape[:2] != (len(ids), cams) or frames.shape[-1] != 3:
