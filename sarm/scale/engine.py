@@ -221,8 +221,9 @@ def run_units(
 ) -> Outcome:
     """Run every unit: `decode(unit, crash) -> (status_ref, payload_ref)` as a Ray task (optional), then
     `work(actor, unit, payload_ref, crash) -> result_ref` on one of `num_workers` actors, then
-    `done(unit, result)` on the driver. At most two calls wait on each actor and `max_decoding` decoded
-    units wait in the object store (default 2 per actor). Returns the failed episodes and retries."""
+    `done(unit, result)` on the driver (an error it raises fails the unit's episode). At most two calls
+    wait on each actor and `max_decoding` decoded units wait in the object store (default 2 per actor).
+    Returns the failed episodes and retries."""
     faults = _Faults()
     outcome = Outcome()
     start = time.monotonic()
@@ -311,7 +312,11 @@ def run_units(
                     continue
                 unit.payload = None
                 remaining[unit.episode] -= 1
-                done(unit, value)
+                try:
+                    done(unit, value)
+                except Exception as error:  # the driver's own check of the result (deterministic)
+                    fail(unit, _reason(ray, error))
+                    continue
                 finished += remaining[unit.episode] == 0
                 bar.update(unit.frames)
                 postfix()

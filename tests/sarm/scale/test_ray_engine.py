@@ -245,3 +245,21 @@ def test_sarm_progress_engine_ray_writes_the_local_file(local_cache, tmp_path, c
     assert list(a) == list(b)
     for name in b:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_a_video_shorter_than_its_episode_fails_that_episode_only(tmp_path):
+    from tests.sarm.data.test_dataset import CAM as V21_CAM
+    from tests.sarm.data.test_dataset import make_v21
+    from tests.sarm.data.test_video import gray, write_video
+
+    root = make_v21(tmp_path / "ds")  # episodes of 20, 25, 30 frames
+    write_video(root / "videos" / "chunk-000" / V21_CAM / "episode_000002.mp4", gray(np.arange(25)))
+    cache, outcome = extract_features_ray(
+        open_dataset(root), "pixels:16", tmp_path / "c", options=OPTIONS, progress=False
+    )
+    assert list(outcome.failed) == [2] and outcome.retries == 0
+    assert (
+        "episode 2: frame 25 should be shown" in outcome.failed[2]
+        and "episode_000002.mp4" in outcome.failed[2]
+    )
+    assert cache.episodes.tolist() == [0, 1]
