@@ -181,6 +181,17 @@ class LeRobotDataset(CameraVideos):
 
     # ------------------------------------------------------------------------------------- loading
 
+    def open_args(self) -> dict:
+        """The keyword arguments that open this dataset again (`open_dataset(**ds.open_args())`), e.g. in
+        another process; plain values only, so they pickle and compare cheaply."""
+        return {
+            "source": str(self.root),
+            "keys": dict(self._keys),
+            "missing_videos": self._missing_mode,
+            "tolerance_s": self.tolerance_s,
+            "videos_dir": None if self.videos_dir is None else str(self.videos_dir),
+        }
+
     def _raw(self, name: str) -> str:
         return self._keys.get(name, name)
 

@@ -206,20 +206,19 @@ class ProgressJob:
         state = model.config.normalize_state(self.cache.episode_state(episode))
         return self.cache.episode_images(episode), state, self.cache.text_features([task]), task
 
+    @property
+    def options(self) -> dict:
+        """`score_episode`'s keyword arguments for this run (also sent to the Ray engine's scorers)."""
+        return {
+            "heads": self.heads,
+            "batch_size": self.batch_size,
+            "stride": self.stride,
+            "soft": self.soft,
+            "stage_probs": True,  # parts always hold them: either file can be merged from any run
+        }
+
     def score(self, model: SARM, episode: int) -> dict[str, np.ndarray]:
-        images, state, text, task = self.inputs(model, episode)
-        return score_episode(
-            model,
-            images,
-            state,
-            text,
-            task,
-            heads=self.heads,
-            batch_size=self.batch_size,
-            stride=self.stride,
-            soft=self.soft,
-            stage_probs=True,  # parts always hold them: either file can be merged from any run
-        )
+        return score_episode(model, *self.inputs(model, episode), **self.options)
 
     def write_part(self, episode: int, result: dict[str, np.ndarray]) -> None:
         """One episode's result, atomically: a rerun skips it."""

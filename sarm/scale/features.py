@@ -16,6 +16,7 @@ only the driver writes the cache.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +30,19 @@ from sarm.scale.engine import Outcome, RayOptions, Unit, crash_now, ray_session,
 
 __all__ = ["decode_ahead", "extract_features_ray"]
 
-_DATASETS: dict[tuple, Any] = {}  # per worker process: datasets opened by its decode tasks
+_DATASETS: dict[str, Any] = {}  # per worker process: datasets opened by its decode tasks
 
 
-def _dataset_spec(dataset) -> tuple:
-    keys = tuple(sorted(getattr(dataset, "_keys", {}).items()))
-    videos_dir = str(dataset.videos_dir) if dataset.videos_dir else None
-    return (str(dataset.root), keys, dataset._missing_mode, dataset.tolerance_s, videos_dir)
-
-
-def _open(spec: tuple):
+def _open(spec: str):
+    """The dataset of `spec` (its `open_args()` as JSON), opened once per worker process."""
     if spec not in _DATASETS:
         from sarm.data import open_dataset
 
-        root, keys, missing, tolerance, videos_dir = spec
-        _DATASETS[spec] = open_dataset(
-            root, keys=dict(keys), missing_videos=missing, tolerance_s=tolerance, videos_dir=videos_dir
-        )
+        _DATASETS[spec] = open_dataset(**json.loads(spec))
     return _DATASETS[spec]
 
 
-def _decode(spec: tuple, camera: str, episode: int, lo: int, hi: int, crash: bool):
+def _decode(spec: str, camera: str, episode: int, lo: int, hi: int, crash: bool):
     """A CPU task: decode frames lo..hi-1 of one episode's camera -> ("ok", [(positions, pixels), ...])."""
     chunks = []
     for frames, pixels in _open(spec).decode(camera, episode, np.arange(lo, hi)):
@@ -159,7 +152,7 @@ def extract_features_ray(
         gpus = options.gpus(ray)
         actor_class = ray.remote(_EncoderActor).options(num_cpus=0, num_gpus=gpus, max_restarts=0)
         kwargs = encoder_kwargs if gpus else {**encoder_kwargs, "device": "cpu"}
-        spec = _dataset_spec(dataset)
+        spec = json.dumps(dataset.open_args(), sort_keys=True)
         workers = worker_count(ray, options)
         outcome = run_units(
             ray,

@@ -34,8 +34,7 @@ class _ScorerActor:
     def score(self, inputs: tuple, options: dict, crash: bool) -> dict:
         if crash:
             crash_now()
-        images, state, text, task = inputs
-        return score_episode(self.model, images, state, text, task, stage_probs=True, **options)
+        return score_episode(self.model, *inputs, **options)
 
 
 def compute_progress_ray(
@@ -59,13 +58,12 @@ def compute_progress_ray(
     options = options or RayOptions()
     model = model.cpu()
     job = plan_progress(model, cache, out_path, shard=(0, 1), **kwargs)
-    settings = {"heads": job.heads, "batch_size": job.batch_size, "stride": job.stride, "soft": job.soft}
     units = [Unit(e, job.cache.length(e), (e,), f"cache `{job.cache.root}`") for e in job.todo]
 
     def work(actor, unit: Unit, _, crash: bool):
         inputs = job.inputs(model, unit.episode)
         job.cache.release()
-        return actor.score.remote(inputs, settings, crash)
+        return actor.score.remote(inputs, job.options, crash)
 
     with ray_session(options) as ray:
         gpus = options.gpus(ray)

@@ -454,3 +454,12 @@ def test_import_does_not_need_av():
     code = "import sys; sys.modules['av'] = None; import sarm.data, sarm.data.video; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+def test_open_args_open_the_same_dataset_again(tmp_path):
+    ds = open_dataset(G1, missing_videos="skip", tolerance_s=0.01, videos_dir=G1 / "videos")
+    args = ds.open_args()
+    assert args["missing_videos"] == "skip" and args["tolerance_s"] == 0.01
+    again = open_dataset(**json.loads(json.dumps(args)))  # plain values: they travel as JSON
+    assert again.fingerprint() == ds.fingerprint() and again.episodes.tolist() == ds.episodes.tolist()
+    assert again.open_args() == args and again.videos_dir == ds.videos_dir
